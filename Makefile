@@ -1,0 +1,27 @@
+# `make study` and `make test` each create .venv with the exact versions of
+# constraints.txt on first use, then run the main job or the tests.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup study test bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+		-c constraints.txt -e '.[dev]'
+	touch $@
+
+study: setup
+	$(BIN)/python studies/ka_sweep.py $(ARGS)
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python benchmarks/rim_speed.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) results

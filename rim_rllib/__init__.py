@@ -1,0 +1,11 @@
+"""rim_rllib: Recurrent Independent Mechanisms in PyTorch, for Ray Tune and RLlib.
+
+The core (this package's top level) imports torch only; the Ray integrations live in
+submodules that import it.
+"""
+
+from rim_rllib.group import GroupGRUCell, GroupLinear, GroupLSTMCell
+from rim_rllib.rim import RIM, RIMCell
+
+__all__ = ["GroupLinear", "GroupLSTMCell", "GroupGRUCell", "RIMCell", "RIM"]
+__version__ = "0.1.0"
