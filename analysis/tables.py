@@ -1,0 +1,107 @@
+"""The train-vs-transfer table from a study's results parquet.
+
+    python -m analysis.tables results/ka_sweep-mnist-cpu [--out DIR]
+
+Rows: model / cell / Kt / Ka; columns: the training image size (or environment) then every
+evaluation one; cells: mean ± 95% confidence half-width over seeds (Student t), in % for
+accuracy. Writes ``table.md`` and ``table.csv`` (numbers, one row per model x eval) next
+to the results, and prints the Markdown.
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from rim_rllib.tune.results import read_results
+
+KEYS = ["model", "cell", "Kt", "Ka"]
+
+
+def summarise(results: pd.DataFrame) -> pd.DataFrame:
+    """Mean, 95% CI half-width and seed count per model x evaluation, final rows only."""
+    final = results[results["final"] & results["value"].notna()]
+    if final.empty:
+        raise ValueError("no finished results to tabulate (no row with final=True and a value)")
+    grouped = final.groupby(KEYS + ["train_on", "eval_on", "metric"], dropna=False)["value"]
+    summary = grouped.agg(mean="mean", std="std", n="count").reset_index()
+    t = stats.t.ppf(0.975, np.maximum(summary["n"] - 1, 1))
+    summary["ci95"] = np.where(summary["n"] > 1, t * summary["std"] / np.sqrt(summary["n"]),
+                               np.nan)
+    return summary.drop(columns="std")
+
+
+def _eval_order(value: str):
+    return (0, int(value)) if value.isdigit() else (1, value)
+
+
+def build_table(results: pd.DataFrame) -> pd.DataFrame:
+    """The wide table: one row per model, one column per evaluation, 'mean ± ci' strings."""
+    summary = summarise(results)
+    scale = np.where(summary["metric"] == "accuracy", 100.0, 1.0)
+    mean, ci = summary["mean"] * scale, summary["ci95"] * scale
+    summary["cell_text"] = [f"{m:.2f}" if np.isnan(c) else f"{m:.2f} ± {c:.2f}"
+                            for m, c in zip(mean, ci)]
+    trained = set(summary["train_on"])
+    summary["column"] = [f"{e}*" if e in trained else e for e in summary["eval_on"]]
+    # The LSTM baseline has no cell type or Ka: give it keys that pivot and sort last.
+    summary["cell"] = summary["cell"].fillna("–")
+    summary["Ka"] = summary["Ka"].fillna(-1).astype(int)
+    table = summary.pivot_table(index=KEYS, columns="column", values="cell_text",
+                                aggfunc="first")
+    columns = sorted(table.columns, key=lambda c: (not c.endswith("*"),
+                                                   _eval_order(c.rstrip("*"))))
+    table = table[columns].reset_index()
+    table = table.sort_values(["model", "Kt", "Ka"], ascending=[False, True, False])
+    table["Ka"] = table["Ka"].map(lambda k: "–" if k < 0 else str(k))
+    table.columns.name = None
+    return table.fillna("–").reset_index(drop=True)
+
+
+def write_table(table: pd.DataFrame, directory: str | os.PathLike,
+                summary: pd.DataFrame | None = None) -> str:
+    """Write ``table.md`` (and ``table.csv`` of the numbers, when given) atomically;
+    return the Markdown."""
+    directory = Path(directory)
+    markdown = table.to_markdown(index=False)
+    _write_text(directory / "table.md", markdown + "\n")
+    if summary is not None:
+        _write_text(directory / "table.csv", summary.to_csv(index=False))
+    return markdown
+
+
+def _write_text(path: Path, text: str) -> None:
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False,
+                                     suffix=".tmp") as tmp:
+        tmp.write(text)
+    os.replace(tmp.name, path)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results", help="a results parquet or the study directory holding it")
+    parser.add_argument("--out", default=None, help="directory for table.md/table.csv "
+                                                    "(default: next to the results)")
+    args = parser.parse_args(argv)
+    try:
+        results = read_results(args.results)
+        table = build_table(results)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"analysis.tables: {err}", file=sys.stderr)
+        return 2
+    path = Path(args.results)
+    out = Path(args.out) if args.out else (path if path.is_dir() else path.parent)
+    out.mkdir(parents=True, exist_ok=True)
+    print(write_table(table, out, summarise(results)))
+    print(f"\nwrote {out / 'table.md'} and {out / 'table.csv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

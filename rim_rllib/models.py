@@ -1,0 +1,47 @@
+"""Sequence classifiers for sequential MNIST: a RIM or the LSTM baseline, then a linear
+layer on the final state of all units."""
+
+from torch import Tensor, nn
+
+from rim_rllib.rim import RIM
+
+MODELS = ("rim", "lstm")
+
+
+class SequenceClassifier(nn.Module):
+    r"""RIM (``Kt`` units of ``hidden_size``) or ``nn.LSTM`` with hidden ``Kt * hidden_size``
+    over a sequence, and a linear classifier on the last step's state.
+
+    Args:
+        model: ``"rim"`` or ``"lstm"`` (the baseline; ``k``, ``cell`` and ``rim_kwargs`` are
+            ignored).
+        input_size: features per step, :math:`D`.
+        num_classes: outputs of the classifier.
+        hidden_size: hidden size of each RIM unit, :math:`H`.
+        num_units: RIM units, :math:`K_t`; the LSTM baseline has :math:`K_t H` hidden.
+        k: active RIM units, :math:`K_a`.
+        cell: RIM unit type, ``"lstm"`` or ``"gru"``.
+        **rim_kwargs: attention sizes and dropouts of :class:`rim_rllib.RIM`.
+
+    Shape: input :math:`(B, T, D)` → logits :math:`(B, C)`.
+    """
+
+    def __init__(self, model: str = "rim", input_size: int = 1, num_classes: int = 10,
+                 hidden_size: int = 100, num_units: int = 6, k: int = 4, cell: str = "lstm",
+                 **rim_kwargs):
+        super().__init__()
+        if model not in MODELS:
+            raise ValueError(f"model must be one of {list(MODELS)}, got {model!r}")
+        self.model = model
+        width = num_units * hidden_size
+        if model == "rim":
+            self.memory = RIM(input_size, hidden_size, num_units, k, cell=cell,
+                              batch_first=True, **rim_kwargs)
+        else:
+            self.memory = nn.LSTM(input_size, width, batch_first=True)
+        self.classifier = nn.Linear(width, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        _, state = self.memory(x)
+        h_n = state[0] if isinstance(state, tuple) else state
+        return self.classifier(h_n[-1])

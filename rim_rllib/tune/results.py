@@ -1,0 +1,137 @@
+"""A study's results as one parquet file with a fixed, versioned schema.
+
+Schema version 1, one row per trial x evaluation (image size or environment) x reported
+iteration:
+
+================  ========  ==============================================================
+column            type      meaning
+================  ========  ==============================================================
+schema_version    int32     1
+study             string    the study's name
+trial_id          string    Tune's trial id
+task              string    ``mnist`` or a MiniGrid task
+model             string    ``rim`` or ``lstm``
+cell              string    RIM unit type (``lstm``/``gru``), null for the LSTM baseline
+Kt                int32     RIM units (the LSTM baseline's hidden is Kt * hidden_size)
+Ka                int32     active RIM units, null for the LSTM baseline
+hidden_size       int32     hidden size per unit
+seed              int32     the trial's seed
+train_on          string    training image size (``"14"``) or environment id
+eval_on           string    evaluation image size or environment id
+metric            string    ``accuracy`` (MNIST) or ``return`` (MiniGrid)
+value             float64   the metric's value (null for a trial that reported nothing)
+iteration         int32     Tune's training_iteration of the row
+budget            float64   training spent up to this row, in ``budget_unit``
+budget_unit       string    ``epoch`` or ``frame``
+final             bool      the trial's last reported iteration
+wall_time_s       float64   the trial's training time up to this row
+status            string    the trial's Tune status (TERMINATED, ERROR, PENDING, ...)
+config_json       string    the trial's full config, JSON
+================  ========  ==============================================================
+
+The file is written to a temporary name and renamed, so a crash never leaves half a file,
+and exporting again rewrites it from the experiment directory (idempotent).
+"""
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from ray.tune import ExperimentAnalysis
+
+SCHEMA_VERSION = 1
+SCHEMA = pa.schema([
+    ("schema_version", pa.int32()), ("study", pa.string()), ("trial_id", pa.string()),
+    ("task", pa.string()), ("model", pa.string()), ("cell", pa.string()),
+    ("Kt", pa.int32()), ("Ka", pa.int32()), ("hidden_size", pa.int32()),
+    ("seed", pa.int32()), ("train_on", pa.string()), ("eval_on", pa.string()),
+    ("metric", pa.string()), ("value", pa.float64()), ("iteration", pa.int32()),
+    ("budget", pa.float64()), ("budget_unit", pa.string()), ("final", pa.bool_()),
+    ("wall_time_s", pa.float64()), ("status", pa.string()), ("config_json", pa.string()),
+])
+RESULTS_FILE = "results.parquet"
+_MNIST_METRIC = re.compile(r"^accuracy_(\d+)$")
+
+
+def _flat_config(config: dict) -> dict:
+    flat = {key: value for key, value in config.items() if key != "variant"}
+    flat.update(config.get("variant", {}))
+    return flat
+
+
+def mnist_rows(study: str, trial_id: str, status: str, config: dict,
+               progress: pd.DataFrame) -> list[dict]:
+    """Rows of one MNIST trial from its progress (one Tune result per row)."""
+    cfg = _flat_config(config)
+    is_rim = cfg.get("model", "rim") == "rim"
+    base = dict(schema_version=SCHEMA_VERSION, study=study, trial_id=trial_id, task="mnist",
+                model=cfg.get("model", "rim"), cell=cfg.get("cell", "lstm") if is_rim else None,
+                Kt=cfg.get("num_units"), Ka=cfg.get("k") if is_rim else None,
+                hidden_size=cfg.get("hidden_size"), seed=cfg.get("seed"),
+                train_on=str(cfg.get("train_size")), metric="accuracy", budget_unit="epoch",
+                status=status, config_json=json.dumps(cfg, sort_keys=True, default=str))
+    if progress.empty:
+        return [base | dict(eval_on=None, value=None, iteration=None, budget=None,
+                            final=False, wall_time_s=None)]
+    # A retried trial re-reports iterations after its restore: keep the latest of each.
+    progress = progress.drop_duplicates("training_iteration", keep="last")
+    last = progress["training_iteration"].max()
+    rows = []
+    for _, result in progress.iterrows():
+        for column in progress.columns:
+            match = _MNIST_METRIC.match(column)
+            if match and pd.notna(result[column]):
+                rows.append(base | dict(
+                    eval_on=match.group(1), value=float(result[column]),
+                    iteration=int(result["training_iteration"]),
+                    budget=float(result.get("epoch", result["training_iteration"])),
+                    final=bool(result["training_iteration"] == last),
+                    wall_time_s=float(result.get("time_total_s", float("nan")))))
+    return rows
+
+
+ROW_BUILDERS = {"mnist": mnist_rows}
+
+
+def export_results(experiment_path: str | os.PathLike, study: str, task: str,
+                   out: str | os.PathLike | None = None) -> Path:
+    """Read a Tune experiment directory and write its results parquet (default:
+    ``<experiment_path>/results.parquet``). Returns the file's path."""
+    analysis = ExperimentAnalysis(str(experiment_path))
+    build = ROW_BUILDERS[task]
+    rows = []
+    for trial in analysis.trials:
+        rows += build(study, trial.trial_id, trial.status, trial.config,
+                      analysis.trial_dataframes.get(trial.trial_id, pd.DataFrame()))
+    table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    out = Path(out) if out is not None else Path(experiment_path) / RESULTS_FILE
+    write_parquet_atomic(table, out)
+    return out
+
+
+def write_parquet_atomic(table: pa.Table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.",
+                                     suffix=".tmp", delete=False) as tmp:
+        pq.write_table(table, tmp.name)
+    os.replace(tmp.name, path)
+
+
+def read_results(path: str | os.PathLike) -> pd.DataFrame:
+    """A results parquet (or a study directory holding one), checked against the schema."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / RESULTS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no results parquet at {path}")
+    table = pq.read_table(path)
+    missing = set(SCHEMA.names) - set(table.column_names)
+    if missing:
+        raise ValueError(f"{path} lacks columns {sorted(missing)} of results schema "
+                         f"version {SCHEMA_VERSION}")
+    return table.to_pandas(types_mapper={pa.int32(): pd.Int32Dtype()}.get)

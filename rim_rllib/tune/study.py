@@ -1,0 +1,128 @@
+"""The study runner every study script uses: a study spec in, a Tune run and a results
+parquet out.
+
+A study is a grid of *variants* (model / Kt / Ka / cell, the LSTM baseline being one
+more variant) crossed with seeds, on a base config, for a budget of iterations. It runs on
+a local Ray instance sized to the machine by default, or on a cluster with ``--address``;
+``--resume`` continues an interrupted study from its directory under ``--storage``.
+"""
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+
+from rim_rllib.tune.results import export_results
+
+
+@dataclass
+class StudySpec:
+    """What to run. ``variants`` are config overrides, each crossed with every seed."""
+
+    name: str
+    task: str
+    trainable: type
+    base_config: dict
+    variants: list[dict]
+    seeds: list[int]
+    iterations: int
+    metric: str
+    mode: str = "max"
+    asha: bool = False
+    cpus_per_trial: float = 1
+    gpus_per_trial: float = 0.25  # used only where the cluster has GPUs
+    max_failures: int = 2
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.variants:
+            raise ValueError(f"study {self.name!r}: variants is empty; nothing to run")
+        if not self.seeds:
+            raise ValueError(f"study {self.name!r}: seeds is empty; nothing to run")
+        if self.iterations < 1:
+            raise ValueError(f"study {self.name!r}: iterations must be >= 1, "
+                             f"got {self.iterations}")
+
+    @property
+    def num_trials(self) -> int:
+        return len(self.variants) * len(self.seeds)
+
+
+def add_study_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--address", default=None,
+                        help="Ray cluster address ('auto' for the cluster this runs on); "
+                             "default: start a local Ray instance")
+    parser.add_argument("--storage", default=str(Path("results").resolve()),
+                        help="where studies are stored: a local path or a cloud URI "
+                             "(default: ./results)")
+    parser.add_argument("--name", default=None, help="study name (default: from the preset)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the interrupted study of the same name")
+    parser.add_argument("--asha", action="store_true", help="early-stop with ASHA")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help="seeds (default: the preset's)")
+    parser.add_argument("--max-concurrent", type=int, default=None,
+                        help="trials at once (default: as many as the resources allow)")
+
+
+def _trial_resources(spec: StudySpec) -> dict:
+    resources = ray.cluster_resources()
+    if resources.get("GPU", 0) > 0:
+        return {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial}
+    return {"cpu": spec.cpus_per_trial}
+
+
+def build_tuner(spec: StudySpec, storage: str, resume: bool = False,
+                max_concurrent: int | None = None) -> tune.Tuner:
+    """The Tuner of a study (a restored one with ``resume``). Ray must be initialised."""
+    resources = _trial_resources(spec)
+    trainable = tune.with_resources(spec.trainable, resources)
+    experiment = os.path.join(storage, spec.name)
+    if resume:
+        if not tune.Tuner.can_restore(experiment):
+            raise FileNotFoundError(f"--resume: no study to resume at {experiment}")
+        return tune.Tuner.restore(experiment, trainable, resume_errored=True)
+    param_space = dict(spec.base_config, threads=max(1, int(spec.cpus_per_trial)),
+                       epochs=spec.iterations,
+                       variant=tune.grid_search(spec.variants),
+                       seed=tune.grid_search(spec.seeds))
+    scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=spec.iterations,
+                               grace_period=1, reduction_factor=2) if spec.asha else None)
+    return tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(metric=spec.metric, mode=spec.mode, scheduler=scheduler,
+                                    max_concurrent_trials=max_concurrent),
+        run_config=tune.RunConfig(
+            name=spec.name, storage_path=storage,
+            stop={"training_iteration": spec.iterations},
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=1,
+                                                    checkpoint_at_end=True, num_to_keep=2),
+            verbose=1),
+    )
+
+
+def run_study(spec: StudySpec, address: str | None = None, storage: str = "results",
+              resume: bool = False, max_concurrent: int | None = None) -> Path:
+    """Run (or resume) a study and export its results; returns the parquet's path.
+
+    Trials that fail after their retries are reported and exported with their status;
+    they never lose the other trials' results.
+    """
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    print(f"study {spec.name}: {spec.num_trials} trials ({len(spec.variants)} variants x "
+          f"{len(spec.seeds)} seeds), {spec.iterations} iterations each, resources per "
+          f"trial {_trial_resources(spec)}, cluster {ray.cluster_resources()}", flush=True)
+    tuner = build_tuner(spec, storage, resume, max_concurrent)
+    results = tuner.fit()
+    errors = [r for r in results if r.error is not None]
+    for result in errors:
+        print(f"trial {result.path} failed: {result.error}", file=sys.stderr)
+    return export_results(os.path.join(storage, spec.name), spec.name, spec.task)
