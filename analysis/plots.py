@@ -8,7 +8,6 @@ environment) with one line per model / Ka (mean over seeds, 95% CI bars), and
 training budget, one line per model / Ka with a 95% CI band.
 """
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -20,8 +19,13 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
+from analysis.cli import results_arguments  # noqa: E402
 from analysis.tables import summarise  # noqa: E402
 from rim_rllib.tune.results import read_results  # noqa: E402
+
+
+# Metrics measured during training at the training size / environment.
+CURVE_METRICS = ("accuracy", "train_return")
 
 
 def _label(row) -> str:
@@ -58,7 +62,8 @@ def plot_transfer(results: pd.DataFrame, path: Path) -> None:
 
 
 def plot_learning_curves(results: pd.DataFrame, path: Path) -> None:
-    rows = results[(results["eval_on"] == results["train_on"]) & results["value"].notna()]
+    rows = results[(results["eval_on"] == results["train_on"]) & results["value"].notna()
+                   & results["metric"].isin(CURVE_METRICS)]
     if rows.empty:
         raise ValueError("no results at the training size/environment to draw")
     rows = rows.assign(label=rows.apply(_label, axis=1))
@@ -78,14 +83,7 @@ def plot_learning_curves(results: pd.DataFrame, path: Path) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("results", help="a results parquet or the study directory holding it")
-    parser.add_argument("--out", default=None, help="directory for the PNGs "
-                                                    "(default: next to the results)")
-    args = parser.parse_args(argv)
-    path = Path(args.results)
-    out = Path(args.out) if args.out else (path if path.is_dir() else path.parent)
+    path, out = results_arguments(__doc__, "the PNGs", argv)
     try:
         results = read_results(path)
         out.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,6 @@ accuracy. Writes ``table.md`` and ``table.csv`` (numbers, one row per model x ev
 to the results, and prints the Markdown.
 """
 
-import argparse
 import os
 import sys
 import tempfile
@@ -18,14 +17,18 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from analysis.cli import results_arguments
 from rim_rllib.tune.results import read_results
 
 KEYS = ["model", "cell", "Kt", "Ka"]
+# The metrics of the train-vs-transfer table (MiniGrid's train_return is a learning curve).
+TABLE_METRICS = ("accuracy", "return")
 
 
 def summarise(results: pd.DataFrame) -> pd.DataFrame:
     """Mean, 95% CI half-width and seed count per model x evaluation, final rows only."""
-    final = results[results["final"] & results["value"].notna()]
+    final = results[results["final"] & results["value"].notna()
+                    & results["metric"].isin(TABLE_METRICS)]
     if final.empty:
         raise ValueError("no finished results to tabulate (no row with final=True and a value)")
     grouped = final.groupby(KEYS + ["train_on", "eval_on", "metric"], dropna=False)["value"]
@@ -83,20 +86,13 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("results", help="a results parquet or the study directory holding it")
-    parser.add_argument("--out", default=None, help="directory for table.md/table.csv "
-                                                    "(default: next to the results)")
-    args = parser.parse_args(argv)
+    path, out = results_arguments(__doc__, "table.md and table.csv", argv)
     try:
-        results = read_results(args.results)
+        results = read_results(path)
         table = build_table(results)
     except (FileNotFoundError, ValueError) as err:
         print(f"analysis.tables: {err}", file=sys.stderr)
         return 2
-    path = Path(args.results)
-    out = Path(args.out) if args.out else (path if path.is_dir() else path.parent)
     out.mkdir(parents=True, exist_ok=True)
     print(write_table(table, out, summarise(results)))
     print(f"\nwrote {out / 'table.md'} and {out / 'table.csv'}")

@@ -9,7 +9,7 @@ column            type      meaning
 schema_version    int32     1
 study             string    the study's name
 trial_id          string    Tune's trial id
-task              string    ``mnist`` or a MiniGrid task
+task              string    ``mnist`` or ``minigrid``
 model             string    ``rim`` or ``lstm``
 cell              string    RIM unit type (``lstm``/``gru``), null for the LSTM baseline
 Kt                int32     RIM units (the LSTM baseline's hidden is Kt * hidden_size)
@@ -18,8 +18,11 @@ hidden_size       int32     hidden size per unit
 seed              int32     the trial's seed
 train_on          string    training image size (``"14"``) or environment id
 eval_on           string    evaluation image size or environment id
-metric            string    ``accuracy`` (MNIST) or ``return`` (MiniGrid)
-value             float64   the metric's value (null for a trial that reported nothing)
+metric            string    ``accuracy`` (MNIST test accuracy), ``return`` (MiniGrid
+                            evaluation return, last iteration) or ``train_return``
+                            (MiniGrid return while training, every iteration)
+value             float64   the metric's value (null, with metric and eval_on null, for a
+                            trial that reported nothing: failed or never started)
 iteration         int32     Tune's training_iteration of the row
 budget            float64   training spent up to this row, in ``budget_unit``
 budget_unit       string    ``epoch`` or ``frame``
@@ -37,7 +40,9 @@ import json
 import os
 import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 import pyarrow as pa
@@ -55,7 +60,26 @@ SCHEMA = pa.schema([
     ("wall_time_s", pa.float64()), ("status", pa.string()), ("config_json", pa.string()),
 ])
 RESULTS_FILE = "results.parquet"
-_MNIST_METRIC = re.compile(r"^accuracy_(\d+)$")
+
+
+@dataclass(frozen=True)
+class TaskLayout:
+    """Where a task's trainable puts things: config keys and reported metric names."""
+
+    model_key: str                       # config key of "rim" / "lstm"
+    train_on: Callable[[dict], str]      # the training size / environment of a config
+    budget_column: str                   # reported column counting the budget spent
+    budget_unit: str
+    metrics: tuple[tuple[re.Pattern, str], ...]  # (column pattern with the eval, metric)
+
+
+TASKS = {
+    "mnist": TaskLayout("model", lambda cfg: str(cfg.get("train_size")), "epoch", "epoch",
+                        ((re.compile(r"^accuracy_(\d+)$"), "accuracy"),)),
+    "minigrid": TaskLayout("memory", lambda cfg: cfg.get("env"), "frames", "frame",
+                           ((re.compile(r"^return/(.+)$"), "return"),
+                            (re.compile(r"^(train)_return$"), "train_return"))),
+}
 
 
 def _flat_config(config: dict) -> dict:
@@ -64,38 +88,42 @@ def _flat_config(config: dict) -> dict:
     return flat
 
 
-def mnist_rows(study: str, trial_id: str, status: str, config: dict,
+def trial_rows(study: str, task: str, trial_id: str, status: str, config: dict,
                progress: pd.DataFrame) -> list[dict]:
-    """Rows of one MNIST trial from its progress (one Tune result per row)."""
+    """Rows of one trial from its progress (one Tune result per row of ``progress``)."""
+    layout = TASKS[task]
     cfg = _flat_config(config)
-    is_rim = cfg.get("model", "rim") == "rim"
-    base = dict(schema_version=SCHEMA_VERSION, study=study, trial_id=trial_id, task="mnist",
-                model=cfg.get("model", "rim"), cell=cfg.get("cell", "lstm") if is_rim else None,
+    model = cfg.get(layout.model_key, "rim")
+    is_rim = model == "rim"
+    train_on = layout.train_on(cfg)
+    base = dict(schema_version=SCHEMA_VERSION, study=study, trial_id=trial_id, task=task,
+                model=model, cell=cfg.get("cell", "lstm") if is_rim else None,
                 Kt=cfg.get("num_units"), Ka=cfg.get("k") if is_rim else None,
-                hidden_size=cfg.get("hidden_size"), seed=cfg.get("seed"),
-                train_on=str(cfg.get("train_size")), metric="accuracy", budget_unit="epoch",
-                status=status, config_json=json.dumps(cfg, sort_keys=True, default=str))
+                hidden_size=cfg.get("hidden_size"), seed=cfg.get("seed"), train_on=train_on,
+                budget_unit=layout.budget_unit, status=status,
+                config_json=json.dumps(cfg, sort_keys=True, default=str))
     if progress.empty:
-        return [base | dict(eval_on=None, value=None, iteration=None, budget=None,
-                            final=False, wall_time_s=None)]
+        return [base | dict(eval_on=None, metric=None, value=None, iteration=None,
+                            budget=None, final=False, wall_time_s=None)]
     # A retried trial re-reports iterations after its restore: keep the latest of each.
     progress = progress.drop_duplicates("training_iteration", keep="last")
     last = progress["training_iteration"].max()
     rows = []
     for _, result in progress.iterrows():
         for column in progress.columns:
-            match = _MNIST_METRIC.match(column)
-            if match and pd.notna(result[column]):
+            for pattern, metric in layout.metrics:
+                match = pattern.match(column)
+                if not match or pd.isna(result[column]):
+                    continue
+                eval_on = train_on if match.group(1) == "train" else match.group(1)
                 rows.append(base | dict(
-                    eval_on=match.group(1), value=float(result[column]),
+                    eval_on=eval_on, metric=metric, value=float(result[column]),
                     iteration=int(result["training_iteration"]),
-                    budget=float(result.get("epoch", result["training_iteration"])),
+                    budget=float(result.get(layout.budget_column,
+                                            result["training_iteration"])),
                     final=bool(result["training_iteration"] == last),
                     wall_time_s=float(result.get("time_total_s", float("nan")))))
     return rows
-
-
-ROW_BUILDERS = {"mnist": mnist_rows}
 
 
 def export_results(experiment_path: str | os.PathLike, study: str, task: str,
@@ -103,11 +131,12 @@ def export_results(experiment_path: str | os.PathLike, study: str, task: str,
     """Read a Tune experiment directory and write its results parquet (default:
     ``<experiment_path>/results.parquet``). Returns the file's path."""
     analysis = ExperimentAnalysis(str(experiment_path))
-    build = ROW_BUILDERS[task]
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {sorted(TASKS)}, got {task!r}")
     rows = []
     for trial in analysis.trials:
-        rows += build(study, trial.trial_id, trial.status, trial.config,
-                      analysis.trial_dataframes.get(trial.trial_id, pd.DataFrame()))
+        rows += trial_rows(study, task, trial.trial_id, trial.status, trial.config,
+                           analysis.trial_dataframes.get(trial.trial_id, pd.DataFrame()))
     table = pa.Table.from_pylist(rows, schema=SCHEMA)
     out = Path(out) if out is not None else Path(experiment_path) / RESULTS_FILE
     write_parquet_atomic(table, out)

@@ -77,6 +77,15 @@ def _trial_resources(spec: StudySpec) -> dict:
     return {"cpu": spec.cpus_per_trial}
 
 
+def _checkpoint_config(trainable) -> tune.CheckpointConfig:
+    # A class trainable is checkpointed by Tune each iteration; a function trainable
+    # hands its checkpoints to tune.report itself.
+    if isinstance(trainable, type) and issubclass(trainable, tune.Trainable):
+        return tune.CheckpointConfig(checkpoint_frequency=1, checkpoint_at_end=True,
+                                     num_to_keep=2)
+    return tune.CheckpointConfig(num_to_keep=2)
+
+
 def build_tuner(spec: StudySpec, storage: str, resume: bool = False,
                 max_concurrent: int | None = None) -> tune.Tuner:
     """The Tuner of a study (a restored one with ``resume``). Ray must be initialised."""
@@ -102,8 +111,7 @@ def build_tuner(spec: StudySpec, storage: str, resume: bool = False,
             name=spec.name, storage_path=storage,
             stop={"training_iteration": spec.iterations},
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-            checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=1,
-                                                    checkpoint_at_end=True, num_to_keep=2),
+            checkpoint_config=_checkpoint_config(spec.trainable),
             verbose=1),
     )
 

@@ -1,0 +1,104 @@
+"""The MiniGrid agent network of the reference: a small CNN over the egocentric view, a
+memory (RIM, or an LSTM baseline), and actor and critic heads. Torch only; the RLlib
+modules in ``rim_rllib.rl`` wrap it for both RLlib API stacks."""
+
+import torch
+from torch import Tensor, nn
+
+from rim_rllib.rim import RIM
+
+MEMORIES = ("rim", "lstm")
+
+
+class MiniGridActorCritic(nn.Module):
+    r"""CNN (conv 16 2x2, ReLU, maxpool 2x2, conv 32 2x2, ReLU, conv 64 2x2, ReLU) over a
+    ``(7, 7, 3)`` view → memory → actor (64 tanh → actions) and critic (64 tanh → 1).
+
+    Args:
+        num_actions: size of the discrete action space.
+        memory: ``"rim"`` or ``"lstm"`` (an ``nn.LSTM`` of ``num_units * hidden_size``).
+        num_units, hidden_size, k, cell: the RIM's :math:`K_t`, per-unit :math:`H`,
+            :math:`K_a` and unit type. The reference: 4 units of 16, 64 in total.
+        image_shape: the observation's ``(height, width, channels)``.
+        **rim_kwargs: RIM attention sizes; by default ``input_value_size=64`` and
+            ``comm_value_size=hidden_size`` as in the reference's MiniGrid model, and no
+            dropout: RLlib samples with the module in eval mode and learns in train mode,
+            and PPO's probability ratios assume both are the same policy.
+
+    Inputs: obs, state
+        - obs: :math:`(B, T, 7, 7, 3)`, any numeric dtype (MiniGrid's object/color/state
+          indices, not normalised, as in the reference).
+        - state: dict ``{"h": (B, S)}`` (and ``"c"`` for LSTM cells) with
+          :math:`S = K_t H`; :meth:`initial_state` gives zeros.
+
+    Outputs: logits :math:`(B, T, A)`, values :math:`(B, T)`, the new state dict, and with
+    ``return_mask=True`` the RIM activation mask :math:`(B, T, K_t)` (``None`` for the LSTM).
+    """
+
+    def __init__(self, num_actions: int, memory: str = "rim", num_units: int = 4,
+                 hidden_size: int = 16, k: int = 3, cell: str = "lstm",
+                 image_shape: tuple = (7, 7, 3), **rim_kwargs):
+        super().__init__()
+        if memory not in MEMORIES:
+            raise ValueError(f"memory must be one of {list(MEMORIES)}, got {memory!r}")
+        height, width, channels = image_shape
+        self.memory_type = memory
+        self.cell = cell if memory == "rim" else "lstm"
+        self.state_size = num_units * hidden_size
+        self.image_shape = tuple(image_shape)
+        self.encoder = nn.Sequential(
+            nn.Conv2d(channels, 16, 2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 2), nn.ReLU(),
+            nn.Conv2d(32, 64, 2), nn.ReLU(), nn.Flatten())
+        with torch.no_grad():
+            features = self.encoder(torch.zeros(1, channels, height, width)).shape[1]
+        if memory == "rim":
+            rim_kwargs = dict(input_value_size=64, comm_value_size=hidden_size,
+                              input_dropout=0.0, comm_dropout=0.0) | rim_kwargs
+            self.memory = RIM(features, hidden_size, num_units, k, cell=cell,
+                              batch_first=True, **rim_kwargs)
+        else:
+            self.memory = nn.LSTM(features, self.state_size, batch_first=True)
+        self.actor = nn.Sequential(nn.Linear(self.state_size, 64), nn.Tanh(),
+                                   nn.Linear(64, num_actions))
+        self.critic = nn.Sequential(nn.Linear(self.state_size, 64), nn.Tanh(),
+                                    nn.Linear(64, 1))
+
+    @property
+    def state_keys(self) -> tuple[str, ...]:
+        return ("h", "c") if self.cell == "lstm" else ("h",)
+
+    def initial_state(self, batch: int | None = None, device=None) -> dict[str, Tensor]:
+        """Zeros: ``(S,)`` per key without ``batch``, else ``(batch, S)``."""
+        shape = (self.state_size,) if batch is None else (batch, self.state_size)
+        return {key: torch.zeros(shape, device=device) for key in self.state_keys}
+
+    def embed(self, obs: Tensor, state: dict[str, Tensor], return_mask: bool = False):
+        """The memory's output :math:`(B, T, S)` (what both heads read), the new state and
+        the activation mask (``None`` unless ``return_mask`` and a RIM memory)."""
+        batch, steps = obs.shape[:2]
+        if tuple(obs.shape[2:]) != self.image_shape:
+            raise ValueError(f"obs must have shape (batch, time, {self.image_shape}), "
+                             f"got {tuple(obs.shape)}")
+        images = obs.reshape(batch * steps, *self.image_shape).permute(0, 3, 1, 2).float()
+        features = self.encoder(images).view(batch, steps, -1)
+        hx = tuple(state[key].unsqueeze(0) for key in self.state_keys)
+        hx = hx if self.cell == "lstm" else hx[0]
+        mask = None
+        if self.memory_type == "rim" and return_mask:
+            out, new, mask = self.memory(features, hx, return_mask=True)
+            mask = mask[:, :, 0]
+        else:
+            out, new = self.memory(features, hx)
+        new = new if isinstance(new, tuple) else (new,)
+        return out, {key: s.squeeze(0) for key, s in zip(self.state_keys, new)}, mask
+
+    def value(self, embeddings: Tensor) -> Tensor:
+        return self.critic(embeddings).squeeze(-1)
+
+    def forward(self, obs: Tensor, state: dict[str, Tensor], return_mask: bool = False):
+        out, new_state, mask = self.embed(obs, state, return_mask)
+        logits, values = self.actor(out), self.value(out)
+        if return_mask:
+            return logits, values, new_state, mask
+        return logits, values, new_state

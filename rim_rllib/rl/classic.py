@@ -1,0 +1,46 @@
+"""The name ``rim`` for RLlib's classic (old) API stack:
+
+    config.api_stack(enable_rl_module_and_learner=False,
+                     enable_env_runner_and_connector_v2=False)
+    config.training(model={"custom_model": "rim", "max_seq_len": 32,
+                           "custom_model_config": {"memory": "rim", "k": 3}})
+"""
+
+from ray.rllib.models import ModelCatalog
+from ray.rllib.models.torch.recurrent_net import RecurrentNetwork
+from torch import nn
+
+from rim_rllib.actor_critic import MiniGridActorCritic
+
+MODEL_NAME = "rim"
+
+
+class RIMRecurrentModel(RecurrentNetwork, nn.Module):
+    """The same network as :class:`rim_rllib.rl.rl_module.RIMActorCriticModule`, as a
+    classic-stack ``RecurrentNetwork``; ``custom_model_config`` takes the same keys."""
+
+    def __init__(self, obs_space, action_space, num_outputs, model_config, name,
+                 **custom_model_config):
+        nn.Module.__init__(self)
+        super().__init__(obs_space, action_space, num_outputs, model_config, name)
+        image_shape = getattr(obs_space, "original_space", obs_space).shape
+        self.net = MiniGridActorCritic(num_outputs, image_shape=image_shape,
+                                       **custom_model_config)
+        self._values = None
+
+    def get_initial_state(self):
+        return [self.net.initial_state()[key] for key in self.net.state_keys]
+
+    def forward_rnn(self, inputs, state, seq_lens):
+        batch, steps = inputs.shape[:2]
+        obs = inputs.reshape(batch, steps, *self.net.image_shape)
+        logits, values, new_state = self.net(obs, dict(zip(self.net.state_keys, state)))
+        self._values = values.reshape(-1)
+        return logits, [new_state[key] for key in self.net.state_keys]
+
+    def value_function(self):
+        return self._values
+
+
+def register_classic_model() -> None:
+    ModelCatalog.register_custom_model(MODEL_NAME, RIMRecurrentModel)

@@ -1,0 +1,59 @@
+"""RIM (or the LSTM baseline) as a stateful RLModule for RLlib's current API stack, built
+the way RLlib's own ``LSTMContainingRLModule`` example is.
+
+    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+    config.rl_module(rl_module_spec=RLModuleSpec(
+        module_class=RIMActorCriticModule,
+        model_config={"memory": "rim", "num_units": 4, "k": 3, "hidden_size": 16,
+                      "max_seq_len": 32}))
+"""
+
+from dataclasses import fields
+from typing import Any
+
+import numpy as np
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
+from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+from ray.rllib.core.rl_module.torch import TorchRLModule
+
+from rim_rllib.actor_critic import MiniGridActorCritic
+
+# model_config keys that are RLlib's (its defaults are merged in), not the network's.
+RLLIB_KEYS = {field.name for field in fields(DefaultModelConfig)} | {"max_seq_len"}
+
+
+def network_kwargs(model_config: dict) -> dict:
+    return {key: value for key, value in dict(model_config).items() if key not in RLLIB_KEYS}
+
+
+class RIMActorCriticModule(TorchRLModule, ValueFunctionAPI):
+    """CNN → RIM/LSTM → actor and critic (:class:`rim_rllib.actor_critic.MiniGridActorCritic`).
+
+    ``model_config``: ``memory`` (``"rim"``/``"lstm"``), ``num_units``, ``hidden_size``,
+    ``k``, ``cell``, RIM attention sizes, and RLlib's ``max_seq_len`` (truncated BPTT
+    length). State: ``{"h": (S,), "c": (S,)}`` per episode (``"h"`` only for GRU units).
+    """
+
+    def setup(self):
+        self.net = MiniGridActorCritic(self.action_space.n,
+                                       image_shape=self.observation_space.shape,
+                                       **network_kwargs(self.model_config))
+
+    def get_initial_state(self) -> Any:
+        return {key: np.zeros(self.net.state_size, np.float32) for key in self.net.state_keys}
+
+    def _forward(self, batch, **kwargs):
+        embeddings, state_out, _ = self.net.embed(batch[Columns.OBS], batch[Columns.STATE_IN])
+        return {Columns.ACTION_DIST_INPUTS: self.net.actor(embeddings),
+                Columns.STATE_OUT: state_out}
+
+    def _forward_train(self, batch, **kwargs):
+        embeddings, state_out, _ = self.net.embed(batch[Columns.OBS], batch[Columns.STATE_IN])
+        return {Columns.ACTION_DIST_INPUTS: self.net.actor(embeddings),
+                Columns.STATE_OUT: state_out, Columns.EMBEDDINGS: embeddings}
+
+    def compute_values(self, batch, embeddings=None):
+        if embeddings is None:
+            embeddings, _, _ = self.net.embed(batch[Columns.OBS], batch[Columns.STATE_IN])
+        return self.net.value(embeddings)

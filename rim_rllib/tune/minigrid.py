@@ -1,0 +1,100 @@
+"""MiniGrid as a Ray Tune trainable: PPO with a RIM (or LSTM) agent on one environment for a
+frame budget, then the final policy evaluated, without training, on the training
+environment and each transfer environment.
+
+Each PPO iteration reports ``frames`` and ``train_return`` (RLlib's mean episode return
+while sampling) and saves a checkpoint (the RLlib algorithm). The last report adds
+``return/<env>`` (mean evaluation return) and ``activation/<env>/u<j>`` (unit ``j``'s
+activation rate, RIM only) for every evaluation environment.
+"""
+
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+from ray import tune
+
+from rim_rllib.rl.envs import check_env_id
+from rim_rllib.rl.evaluate import evaluate
+from rim_rllib.rl.ppo import REFERENCE, ppo_config, restore_algorithm, save_algorithm
+
+DEFAULTS = dict(
+    env="MiniGrid-Empty-5x5-v0", eval_envs=("MiniGrid-Empty-16x16-v0",), frames=80_000,
+    eval_episodes=100, memory="rim", num_units=4, hidden_size=16, k=3, cell="lstm",
+    stack="new", seed=0, num_env_runners=None, ppo=None, rim=None, threads=1,
+)
+FRAMES_FILE = "frames.json"
+
+
+def resolve_config(config: dict) -> dict:
+    config = dict(config)
+    config.update(config.pop("variant", {}))
+    unknown = set(config) - set(DEFAULTS) - {"epochs", "iterations"}
+    if unknown:
+        raise ValueError(f"unknown MiniGrid trainable config keys {sorted(unknown)}; "
+                         f"expected some of {sorted(DEFAULTS)}")
+    cfg = DEFAULTS | config
+    for env_id in (cfg["env"], *cfg["eval_envs"]):
+        check_env_id(env_id)
+    if set(cfg["ppo"] or {}) - set(REFERENCE):
+        raise ValueError(f"config['ppo'] keys must be among {sorted(REFERENCE)}, "
+                         f"got {sorted(cfg['ppo'])}")
+    return cfg
+
+
+def _frames(result: dict) -> int:
+    runners = result.get("env_runners", {})
+    for value in (runners.get("num_env_steps_sampled_lifetime"),
+                  result.get("num_env_steps_sampled_lifetime"),
+                  result.get("timesteps_total")):
+        if value is not None:
+            return int(value)
+    raise KeyError("no sampled-steps counter in the RLlib result")
+
+
+def _network(algo, stack: str):
+    return algo.get_module().net if stack == "new" else algo.get_policy().model.net
+
+
+def train_minigrid(config: dict) -> None:
+    """The Tune function trainable (see the module docstring)."""
+    cfg = resolve_config(config)
+    torch.set_num_threads(cfg["threads"])
+    torch.manual_seed(cfg["seed"])
+    model = dict(memory=cfg["memory"], num_units=cfg["num_units"],
+                 hidden_size=cfg["hidden_size"], k=cfg["k"], cell=cfg["cell"],
+                 **(cfg["rim"] or {}))
+    algo = ppo_config(cfg["env"], model, stack=cfg["stack"],
+                      num_env_runners=cfg["num_env_runners"], seed=cfg["seed"],
+                      **(cfg["ppo"] or {})).build_algo()
+    frames = 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as directory:
+            restore_algorithm(algo, directory)
+            frames = json.loads((Path(directory) / FRAMES_FILE).read_text())["frames"]
+    try:
+        while frames < cfg["frames"]:
+            result = algo.train()
+            frames = max(frames, _frames(result))
+            metrics = dict(frames=frames, train_return=result.get("env_runners", {}).get(
+                "episode_return_mean", float("nan")))
+            if frames >= cfg["frames"]:
+                metrics.update(_evaluate_all(_network(algo, cfg["stack"]), cfg))
+            with tempfile.TemporaryDirectory() as directory:
+                save_algorithm(algo, directory)
+                (Path(directory) / FRAMES_FILE).write_text(json.dumps({"frames": frames}))
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+    finally:
+        algo.stop()
+
+
+def _evaluate_all(net, cfg: dict) -> dict:
+    metrics = {}
+    for env_id in dict.fromkeys((cfg["env"], *cfg["eval_envs"])):
+        result = evaluate(net, env_id, cfg["eval_episodes"], seed=10_000 + cfg["seed"])
+        metrics[f"return/{env_id}"] = result["mean_return"]
+        for unit, rate in enumerate(result["activation_rate"] or []):
+            metrics[f"activation/{env_id}/u{unit}"] = rate
+    return metrics

@@ -1,0 +1,45 @@
+"""The three MiniGrid train-vs-transfer tables of the reference (Empty, MultiRoom, DoorKey):
+RIM Kt=4 with Ka=3 and Ka=2, and the LSTM baseline, trained on the starred environment and
+evaluated without training on the others.
+
+    python studies/minigrid_transfer.py                       # all three, 'cpu' preset
+    python studies/minigrid_transfer.py --tasks minigrid-empty --seeds 0 1 2
+    python studies/minigrid_transfer.py --preset paper --address auto --storage /shared
+"""
+
+import argparse
+import sys
+
+from analysis.tables import build_table, summarise, write_table
+from rim_rllib.tune.results import read_results
+from rim_rllib.tune.study import add_study_arguments, run_study
+from rim_rllib.tune.tasks import MINIGRID_TASKS, PRESETS, study_spec
+
+REFERENCE_KA = (3, 2)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="+", choices=list(MINIGRID_TASKS),
+                        default=list(MINIGRID_TASKS))
+    parser.add_argument("--preset", choices=PRESETS, default="cpu")
+    add_study_arguments(parser)
+    args = parser.parse_args(argv)
+    tables = []
+    for task in args.tasks:
+        spec = study_spec(task, args.preset, ks=REFERENCE_KA, seeds=args.seeds,
+                          name=f"{args.name or 'minigrid_transfer'}-{task}-{args.preset}",
+                          asha=args.asha)
+        path = run_study(spec, address=args.address, storage=args.storage,
+                         resume=args.resume, max_concurrent=args.max_concurrent)
+        results = read_results(path)
+        tables.append((task, path, write_table(build_table(results), path.parent,
+                                               summarise(results))))
+    for task, path, markdown in tables:
+        print(f"\n{task} ({path})\n\n{markdown}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+from pathlib import Path
+
+import pytest
+
+from mnist_files import write_mnist
+
+
+@pytest.fixture(scope="session")
+def mnist_dir(tmp_path_factory) -> Path:
+    return write_mnist(tmp_path_factory.mktemp("mnist"))
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_data_dirs(monkeypatch, tmp_path):
+    """Tests see no real cache and no download unless they ask for it."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray instance for the tests that need it."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             ignore_reinit_error=True)
+    yield
+    ray.shutdown()

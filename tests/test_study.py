@@ -1,0 +1,95 @@
+"""A tiny real Tune sweep through the study runner, its parquet, and the analysis on it."""
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from analysis.plots import main as plots_main
+from analysis.tables import build_table, main as tables_main, summarise
+from rim_rllib.tune.mnist import MnistTrainable
+from rim_rllib.tune.results import SCHEMA, export_results, read_results
+from rim_rllib.tune.study import StudySpec, run_study
+
+SMALL_RIM = dict(hidden_size=8, input_key_size=8, input_query_size=8, input_value_size=8,
+                 comm_key_size=8, comm_query_size=8, comm_value_size=8, num_comm_heads=2)
+
+
+@pytest.fixture(scope="module")
+def study(mnist_dir, tmp_path_factory, ray_session):
+    storage = tmp_path_factory.mktemp("studies")
+    spec = StudySpec(
+        name="tiny", task="mnist", trainable=MnistTrainable,
+        base_config=dict(SMALL_RIM, data_dir=str(mnist_dir), train_size=7, eval_sizes=[9, 12],
+                         batch_size=64),
+        variants=[dict(model="rim", num_units=4, k=2), dict(model="rim", num_units=4, k=4),
+                  dict(model="lstm", num_units=4)],
+        seeds=[0], iterations=2, metric="accuracy")
+    return spec, storage, run_study(spec, storage=str(storage))
+
+
+def test_sweep_writes_one_row_per_trial_eval_and_iteration(study):
+    spec, storage, path = study
+    assert path == storage / "tiny" / "results.parquet"
+    assert pq.read_schema(path).equals(SCHEMA, check_metadata=False)
+    df = read_results(path)
+    assert len(df) == 3 * 3 * 2  # trials x eval sizes (7, 9, 12) x iterations
+    assert (df["status"] == "TERMINATED").all()
+    final = df[df["final"]]
+    assert len(final) == 9 and (final["iteration"] == 2).all()
+    assert sorted(final["eval_on"].unique()) == ["12", "7", "9"]
+    assert set(final["train_on"]) == {"7"}
+    rim = final[final["model"] == "rim"]
+    assert sorted(rim["Ka"].unique()) == [2, 4] and set(rim["cell"]) == {"lstm"}
+    lstm = final[final["model"] == "lstm"]
+    assert lstm["Ka"].isna().all() and lstm["cell"].isna().all()
+    assert df["value"].between(0, 1).all() and (df["wall_time_s"] > 0).all()
+
+
+def test_export_is_idempotent(study, tmp_path):
+    _, storage, path = study
+    again = export_results(storage / "tiny", "tiny", "mnist", out=tmp_path / "again.parquet")
+    pd.testing.assert_frame_equal(read_results(path), read_results(again))
+
+
+def test_analysis_commands_on_the_study(study, capsys):
+    _, storage, _ = study
+    assert tables_main([str(storage / "tiny")]) == 0
+    printed = capsys.readouterr().out
+    assert "| rim " in printed and "| lstm " in printed and "7*" in printed
+    assert (storage / "tiny" / "table.csv").is_file()
+    assert plots_main([str(storage / "tiny")]) == 0
+    for name in ("transfer.png", "learning_curves.png"):
+        assert (storage / "tiny" / name).stat().st_size > 5000
+
+
+def hand_made_results():
+    rows = []
+    for seed, (a, b) in enumerate([(0.5, 0.2), (0.7, 0.4)]):
+        for eval_on, value in (("14", a), ("24", b)):
+            rows.append(dict(model="rim", cell="lstm", Kt=6, Ka=4, seed=seed, train_on="14",
+                             eval_on=eval_on, metric="accuracy", value=value, final=True))
+    rows.append(dict(model="lstm", cell=None, Kt=6, Ka=None, seed=0, train_on="14",
+                     eval_on="14", metric="accuracy", value=0.9, final=True))
+    rows.append(dict(model="lstm", cell=None, Kt=6, Ka=None, seed=0, train_on="14",
+                     eval_on="14", metric="accuracy", value=0.1, final=False))
+    return pd.DataFrame(rows)
+
+
+def test_table_numbers_on_hand_made_results():
+    summary = summarise(hand_made_results()).set_index(["model", "eval_on"])
+    # mean of (0.5, 0.7) and t(0.975, 1) * std / sqrt(2) = 12.7062 * 0.1
+    assert summary.loc[("rim", "14"), "mean"] == pytest.approx(0.6)
+    assert summary.loc[("rim", "14"), "ci95"] == pytest.approx(1.270620, rel=1e-5)
+    assert summary.loc[("lstm", "14"), "mean"] == pytest.approx(0.9)  # final rows only
+    assert np.isnan(summary.loc[("lstm", "14"), "ci95"])  # one seed: no interval
+    table = build_table(hand_made_results())
+    assert list(table.columns) == ["model", "cell", "Kt", "Ka", "14*", "24"]
+    assert table.iloc[0].tolist() == ["rim", "lstm", 6, "4", "60.00 ± 127.06", "30.00 ± 127.06"]
+    assert table.iloc[1].tolist() == ["lstm", "–", 6, "–", "90.00", "–"]
+
+
+def test_empty_study_spec_is_refused():
+    with pytest.raises(ValueError, match="variants is empty"):
+        StudySpec(name="x", task="mnist", trainable=MnistTrainable, base_config={},
+                  variants=[], seeds=[0], iterations=1, metric="accuracy")
