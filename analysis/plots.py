@@ -83,9 +83,9 @@ def plot_learning_curves(results: pd.DataFrame, path: Path) -> None:
 
 
 def main(argv=None) -> int:
-    path, out = results_arguments(__doc__, "the PNGs", argv)
+    location, out = results_arguments(__doc__, "the PNGs", argv)
     try:
-        results = read_results(path)
+        results = read_results(location)
         out.mkdir(parents=True, exist_ok=True)
         plot_transfer(results, out / "transfer.png")
         plot_learning_curves(results, out / "learning_curves.png")

@@ -86,9 +86,9 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def main(argv=None) -> int:
-    path, out = results_arguments(__doc__, "table.md and table.csv", argv)
+    location, out = results_arguments(__doc__, "table.md and table.csv", argv)
     try:
-        results = read_results(path)
+        results = read_results(location)
         table = build_table(results)
     except (FileNotFoundError, ValueError) as err:
         print(f"analysis.tables: {err}", file=sys.stderr)

@@ -17,7 +17,7 @@ import sys
 
 from analysis.tables import build_table, summarise, write_table
 from rim_rllib.tune.results import read_results
-from rim_rllib.tune.study import add_study_arguments, run_study
+from rim_rllib.tune.study import add_study_arguments, local_output_dir, run_study
 from rim_rllib.tune.tasks import PRESETS, TASKS, study_spec
 
 
@@ -39,7 +39,8 @@ def main(argv=None) -> int:
                      max_concurrent=args.max_concurrent)
     results = read_results(path)
     print(f"\nresults: {path}\n")
-    print(write_table(build_table(results), path.parent, summarise(results)))
+    print(write_table(build_table(results), local_output_dir(path, spec.name),
+                      summarise(results)))
     return 0
 
 

@@ -12,7 +12,7 @@ import sys
 
 from analysis.tables import build_table, summarise, write_table
 from rim_rllib.tune.results import read_results
-from rim_rllib.tune.study import add_study_arguments, run_study
+from rim_rllib.tune.study import add_study_arguments, local_output_dir, run_study
 from rim_rllib.tune.tasks import MINIGRID_TASKS, PRESETS, study_spec
 
 REFERENCE_KA = (3, 2)
@@ -34,7 +34,8 @@ def main(argv=None) -> int:
         path = run_study(spec, address=args.address, storage=args.storage,
                          resume=args.resume, max_concurrent=args.max_concurrent)
         results = read_results(path)
-        tables.append((task, path, write_table(build_table(results), path.parent,
+        out = local_output_dir(path, spec.name)
+        tables.append((task, path, write_table(build_table(results), out,
                                                summarise(results))))
     for task, path, markdown in tables:
         print(f"\n{task} ({path})\n\n{markdown}")

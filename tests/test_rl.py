@@ -14,7 +14,7 @@ from rim_rllib.tune.results import read_results
 from rim_rllib.tune.study import run_study
 from rim_rllib.tune.tasks import study_spec
 
-OBS = gym.spaces.Box(0, 255, (7, 7, 3), np.uint8)
+OBS = gym.spaces.Box(0, 255, (7, 7, 3), np.float32)
 FAST_PPO = dict(num_envs=2, rollout_length=32, minibatch_size=32, num_epochs=1, max_seq_len=8)
 
 

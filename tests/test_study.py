@@ -30,7 +30,7 @@ def study(mnist_dir, tmp_path_factory, ray_session):
 
 def test_sweep_writes_one_row_per_trial_eval_and_iteration(study):
     spec, storage, path = study
-    assert path == storage / "tiny" / "results.parquet"
+    assert path == str(storage / "tiny" / "results.parquet")
     assert pq.read_schema(path).equals(SCHEMA, check_metadata=False)
     df = read_results(path)
     assert len(df) == 3 * 3 * 2  # trials x eval sizes (7, 9, 12) x iterations

@@ -1,5 +1,7 @@
 """MiniGrid environments for RLlib: every ``MiniGrid-*`` gymnasium id, registered under its
-own name, observed through the agent's 7x7x3 egocentric view (no mission string).
+own name, observed through the agent's 7x7x3 egocentric view (no mission string), as
+float32 (object, colour and state indices, not normalised) so that RLlib's own models read
+it too.
 
     config.environment("MiniGrid-DoorKey-5x5-v0", env_config={"max_steps": 200})
 """
@@ -7,6 +9,7 @@ own name, observed through the agent's 7x7x3 egocentric view (no mission string)
 from functools import partial
 
 import gymnasium as gym
+import numpy as np
 import minigrid  # noqa: F401  (registers the MiniGrid-* ids with gymnasium)
 from minigrid.wrappers import ImgObsWrapper
 from ray.tune.registry import register_env
@@ -28,14 +31,16 @@ def check_env_id(env_id: str) -> None:
 
 
 def make_minigrid(env_id: str, env_config: dict | None = None) -> gym.Env:
-    """The environment ``env_id`` with image-only observations, Box(0, 255, (7, 7, 3))."""
+    """The environment ``env_id`` with image-only float32 observations,
+    Box(0, 255, (7, 7, 3))."""
     check_env_id(env_id)
     options = dict(env_config or {})
     unknown = set(options) - set(ENV_OPTIONS)
     if unknown:
         raise ValueError(f"unknown MiniGrid env_config option(s) {sorted(unknown)}; "
                          "available: " + "; ".join(f"{k}: {v}" for k, v in ENV_OPTIONS.items()))
-    return ImgObsWrapper(gym.make(env_id, **options))
+    return gym.wrappers.DtypeObservation(ImgObsWrapper(gym.make(env_id, **options)),
+                                         np.float32)
 
 
 def register_minigrid_envs() -> None:

@@ -126,20 +126,27 @@ def trial_rows(study: str, task: str, trial_id: str, status: str, config: dict,
     return rows
 
 
+def is_uri(location) -> bool:
+    return "://" in str(location)
+
+
 def export_results(experiment_path: str | os.PathLike, study: str, task: str,
-                   out: str | os.PathLike | None = None) -> Path:
-    """Read a Tune experiment directory and write its results parquet (default:
-    ``<experiment_path>/results.parquet``). Returns the file's path."""
-    analysis = ExperimentAnalysis(str(experiment_path))
+                   out: str | os.PathLike | None = None) -> str:
+    """Read a Tune experiment directory (local or a cloud URI) and write its results
+    parquet (default: ``<experiment_path>/results.parquet``). Returns where it is."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {sorted(TASKS)}, got {task!r}")
+    analysis = ExperimentAnalysis(str(experiment_path))
     rows = []
     for trial in analysis.trials:
         rows += trial_rows(study, task, trial.trial_id, trial.status, trial.config,
                            analysis.trial_dataframes.get(trial.trial_id, pd.DataFrame()))
     table = pa.Table.from_pylist(rows, schema=SCHEMA)
-    out = Path(out) if out is not None else Path(experiment_path) / RESULTS_FILE
-    write_parquet_atomic(table, out)
+    out = str(out) if out is not None else f"{str(experiment_path).rstrip('/')}/{RESULTS_FILE}"
+    if is_uri(out):
+        pq.write_table(table, out)  # an object store publishes the object whole
+    else:
+        write_parquet_atomic(table, Path(out))
     return out
 
 
@@ -151,16 +158,17 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> None:
     os.replace(tmp.name, path)
 
 
-def read_results(path: str | os.PathLike) -> pd.DataFrame:
-    """A results parquet (or a study directory holding one), checked against the schema."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / RESULTS_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"no results parquet at {path}")
-    table = pq.read_table(path)
+def read_results(location: str | os.PathLike) -> pd.DataFrame:
+    """A results parquet (or a local study directory holding one; or a cloud URI),
+    checked against the schema."""
+    if not is_uri(location):
+        path = Path(location)
+        location = path / RESULTS_FILE if path.is_dir() else path
+        if not location.is_file():
+            raise FileNotFoundError(f"no results parquet at {location}")
+    table = pq.read_table(location)
     missing = set(SCHEMA.names) - set(table.column_names)
     if missing:
-        raise ValueError(f"{path} lacks columns {sorted(missing)} of results schema "
+        raise ValueError(f"{location} lacks columns {sorted(missing)} of results schema "
                          f"version {SCHEMA_VERSION}")
     return table.to_pandas(types_mapper={pa.int32(): pd.Int32Dtype()}.get)

@@ -17,7 +17,7 @@ import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
-from rim_rllib.tune.results import export_results
+from rim_rllib.tune.results import export_results, is_uri
 
 
 @dataclass
@@ -117,8 +117,8 @@ def build_tuner(spec: StudySpec, storage: str, resume: bool = False,
 
 
 def run_study(spec: StudySpec, address: str | None = None, storage: str = "results",
-              resume: bool = False, max_concurrent: int | None = None) -> Path:
-    """Run (or resume) a study and export its results; returns the parquet's path.
+              resume: bool = False, max_concurrent: int | None = None) -> str:
+    """Run (or resume) a study and export its results; returns the parquet's location.
 
     Trials that fail after their retries are reported and exported with their status;
     they never lose the other trials' results.
@@ -134,3 +134,12 @@ def run_study(spec: StudySpec, address: str | None = None, storage: str = "resul
     for result in errors:
         print(f"trial {result.path} failed: {result.error}", file=sys.stderr)
     return export_results(os.path.join(storage, spec.name), spec.name, spec.task)
+
+
+def local_output_dir(results_location: str, name: str) -> Path:
+    """Where a study's tables and plots go: beside a local results file, or under
+    ./results/NAME when the results live in cloud storage."""
+    directory = (Path("results") / name if is_uri(results_location)
+                 else Path(results_location).parent)
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
