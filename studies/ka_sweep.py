@@ -17,7 +17,8 @@ import sys
 
 from analysis.tables import build_table, summarise, write_table
 from rim_rllib.tune.results import read_results
-from rim_rllib.tune.study import add_study_arguments, local_output_dir, run_study
+from rim_rllib.tune.study import (add_study_arguments, exit_on_input_error,
+                                  local_output_dir, run_study)
 from rim_rllib.tune.tasks import PRESETS, TASKS, study_spec
 
 
@@ -33,10 +34,14 @@ def main(argv=None) -> int:
                              "then download)")
     add_study_arguments(parser)
     args = parser.parse_args(argv)
-    spec = study_spec(args.task, args.preset, ks=args.ka, seeds=args.seeds, name=args.name,
-                      data_dir=args.data_dir, asha=args.asha)
-    path = run_study(spec, address=args.address, storage=args.storage, resume=args.resume,
-                     max_concurrent=args.max_concurrent)
+    try:
+        spec = study_spec(args.task, args.preset, ks=args.ka, seeds=args.seeds,
+                          name=args.name, data_dir=args.data_dir, asha=args.asha)
+    except ValueError as err:
+        parser.exit(2, f"{parser.prog}: error: {err}\n")
+    path = exit_on_input_error(parser.prog, run_study, spec, address=args.address,
+                               storage=args.storage, resume=args.resume,
+                               max_concurrent=args.max_concurrent)
     results = read_results(path)
     print(f"\nresults: {path}\n")
     print(write_table(build_table(results), local_output_dir(path, spec.name),

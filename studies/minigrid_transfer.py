@@ -12,7 +12,8 @@ import sys
 
 from analysis.tables import build_table, summarise, write_table
 from rim_rllib.tune.results import read_results
-from rim_rllib.tune.study import add_study_arguments, local_output_dir, run_study
+from rim_rllib.tune.study import (add_study_arguments, exit_on_input_error,
+                                  local_output_dir, run_study)
 from rim_rllib.tune.tasks import MINIGRID_TASKS, PRESETS, study_spec
 
 REFERENCE_KA = (3, 2)
@@ -28,11 +29,15 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     tables = []
     for task in args.tasks:
-        spec = study_spec(task, args.preset, ks=REFERENCE_KA, seeds=args.seeds,
-                          name=f"{args.name or 'minigrid_transfer'}-{task}-{args.preset}",
-                          asha=args.asha)
-        path = run_study(spec, address=args.address, storage=args.storage,
-                         resume=args.resume, max_concurrent=args.max_concurrent)
+        try:
+            spec = study_spec(task, args.preset, ks=REFERENCE_KA, seeds=args.seeds,
+                              name=f"{args.name or 'minigrid_transfer'}-{task}-{args.preset}",
+                              asha=args.asha)
+        except ValueError as err:
+            parser.exit(2, f"{parser.prog}: error: {err}\n")
+        path = exit_on_input_error(parser.prog, run_study, spec, address=args.address,
+                                   storage=args.storage, resume=args.resume,
+                                   max_concurrent=args.max_concurrent)
         results = read_results(path)
         out = local_output_dir(path, spec.name)
         tables.append((task, path, write_table(build_table(results), out,

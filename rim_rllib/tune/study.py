@@ -9,14 +9,18 @@ a local Ray instance sized to the machine by default, or on a cluster with ``--a
 
 import argparse
 import os
+import socket
 import sys
-from dataclasses import dataclass, field
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
+from rim_rllib.mnist_data import MnistError
 from rim_rllib.tune.results import export_results, is_uri
 
 
@@ -37,7 +41,7 @@ class StudySpec:
     cpus_per_trial: float = 1
     gpus_per_trial: float = 0.25  # used only where the cluster has GPUs
     max_failures: int = 2
-    extra: dict = field(default_factory=dict)
+    preflight: Callable[[], object] | None = None  # checks inputs in the driver first
 
     def __post_init__(self):
         if not self.variants:
@@ -94,7 +98,7 @@ def build_tuner(spec: StudySpec, storage: str, resume: bool = False,
     experiment = os.path.join(storage, spec.name)
     if resume:
         if not tune.Tuner.can_restore(experiment):
-            raise FileNotFoundError(f"--resume: no study to resume at {experiment}")
+            raise StudyInputError(f"--resume: no study to resume at {experiment}")
         return tune.Tuner.restore(experiment, trainable, resume_errored=True)
     param_space = dict(spec.base_config, threads=max(1, int(spec.cpus_per_trial)),
                        epochs=spec.iterations,
@@ -116,6 +120,50 @@ def build_tuner(spec: StudySpec, storage: str, resume: bool = False,
     )
 
 
+class StudyInputError(ValueError):
+    """A study cannot start because of what it was given (address, storage, ...)."""
+
+
+def check_address(address: str | None, timeout_s: float = 5.0) -> None:
+    """Fail fast, naming the address, when an explicit ``host:port`` cannot be reached
+    (``ray.init`` itself would wait for minutes)."""
+    if address in (None, "auto", "local"):
+        return
+    host_port = address.split("://", 1)[-1]
+    host, _, port = host_port.rpartition(":")
+    if not host or not port.isdigit():
+        raise StudyInputError(f"--address must be 'auto', 'local', HOST:PORT or "
+                              f"ray://HOST:PORT, got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as err:
+        raise StudyInputError(f"--address {address}: no Ray cluster reachable there "
+                              f"({err})") from err
+
+
+def check_storage(storage: str) -> None:
+    """Fail fast when a local ``--storage`` cannot be written."""
+    if is_uri(storage):
+        return
+    try:
+        Path(storage).mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=storage, prefix=".write-test"):
+            pass
+    except OSError as err:
+        raise StudyInputError(f"--storage {storage}: not writable ({err})") from err
+
+
+def start_ray(address: str | None, storage: str) -> None:
+    """Check ``address`` and ``storage``, then connect to (or start) Ray."""
+    check_storage(storage)
+    check_address(address)
+    if not ray.is_initialized():
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        except ConnectionError as err:
+            raise StudyInputError(f"--address {address}: {err}") from err
+
+
 def run_study(spec: StudySpec, address: str | None = None, storage: str = "results",
               resume: bool = False, max_concurrent: int | None = None) -> str:
     """Run (or resume) a study and export its results; returns the parquet's location.
@@ -123,8 +171,9 @@ def run_study(spec: StudySpec, address: str | None = None, storage: str = "resul
     Trials that fail after their retries are reported and exported with their status;
     they never lose the other trials' results.
     """
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    if spec.preflight is not None:
+        spec.preflight()
+    start_ray(address, storage)
     print(f"study {spec.name}: {spec.num_trials} trials ({len(spec.variants)} variants x "
           f"{len(spec.seeds)} seeds), {spec.iterations} iterations each, resources per "
           f"trial {_trial_resources(spec)}, cluster {ray.cluster_resources()}", flush=True)
@@ -134,6 +183,15 @@ def run_study(spec: StudySpec, address: str | None = None, storage: str = "resul
     for result in errors:
         print(f"trial {result.path} failed: {result.error}", file=sys.stderr)
     return export_results(os.path.join(storage, spec.name), spec.name, spec.task)
+
+
+def exit_on_input_error(prog: str, function: Callable, *args, **kwargs):
+    """``function(*args, **kwargs)``, or exit with one line when the study's inputs are
+    wrong (unreachable address, unwritable storage, missing data, nothing to resume)."""
+    try:
+        return function(*args, **kwargs)
+    except (StudyInputError, MnistError) as err:
+        raise SystemExit(f"{prog}: error: {err}") from None
 
 
 def local_output_dir(results_location: str, name: str) -> Path:

@@ -3,7 +3,9 @@ train-vs-transfer tasks, each with a laptop preset (``cpu``) and the reference o
 (``paper``)."""
 
 import math
+from functools import partial
 
+from rim_rllib.mnist_data import find_data_dir
 from rim_rllib.rl.ppo import REFERENCE
 from rim_rllib.tune.minigrid import train_minigrid
 from rim_rllib.tune.mnist import MnistTrainable
@@ -59,7 +61,8 @@ def study_spec(task: str, preset: str = "cpu", ks=None, num_units: int | None = 
         return StudySpec(name=name, task="mnist", trainable=MnistTrainable,
                          base_config=dict(p["base_config"], data_dir=data_dir),
                          variants=variants, seeds=list(seeds or p["seeds"]),
-                         iterations=p["iterations"], metric="accuracy", asha=asha)
+                         iterations=p["iterations"], metric="accuracy", asha=asha,
+                         preflight=partial(find_data_dir, data_dir))
     num_units = num_units or 4
     p, t = MINIGRID_PRESETS[preset], MINIGRID_TASKS[task]
     frames = int(t["frames"] * p["frame_scale"])

@@ -1,0 +1,50 @@
+"""Bad input on the study command line: one clear line and a non-zero exit, no traceback."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from mnist_files import write_mnist
+
+STUDIES = Path(__file__).resolve().parents[1] / "studies"
+
+
+def load(script: str):
+    spec = importlib.util.spec_from_file_location(script, STUDIES / f"{script}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def mnist_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("RIM_DATA_DIR", str(write_mnist(tmp_path / "mnist", 16, 16)))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--ka", "7"], "error: Ka=7 is outside 1..Kt=6"),
+    (["--task", "minigrid-empty", "--ka", "0"], "Ka=0 is outside 1..Kt=4"),
+    (["--task", "nope"], "argument --task: invalid choice: 'nope'"),
+    (["--preset", "huge"], "argument --preset: invalid choice: 'huge'"),
+    (["--address", "127.0.0.1:1"], "--address 127.0.0.1:1: no Ray cluster reachable there"),
+    (["--address", "nonsense"], "--address must be 'auto', 'local', HOST:PORT"),
+    (["--storage", "/proc/no/such/dir"], "--storage /proc/no/such/dir: not writable"),
+])
+def test_bad_study_arguments_exit_with_one_line(argv, message, mnist_env, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        load("ka_sweep").main(argv)
+    assert exit_info.value.code != 0
+    error = capsys.readouterr().err + str(exit_info.value.code)
+    assert message in error and "Traceback" not in error
+
+
+def test_missing_mnist_says_where_it_looked(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("RIM_DATA_DIR", raising=False)
+    monkeypatch.setattr("rim_rllib.mnist_data.urllib.request.urlopen",
+                        lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
+    with pytest.raises(SystemExit) as exit_info:
+        load("ka_sweep").main(["--data-dir", str(tmp_path / "none")])
+    message = str(exit_info.value.code)
+    assert "error: MNIST files not found. Looked in data_dir argument" in message
+    assert "--data-dir or set RIM_DATA_DIR" in message and "\n" not in message
