@@ -3,6 +3,12 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# MNIST: a shared copy beside the checkout is used when there is one and RIM_DATA_DIR is
+# unset; otherwise the code looks in ~/.cache/rim_rllib/mnist and downloads there.
+SHARED_MNIST := $(abspath $(wildcard ../shared/data/mnist))
+ifneq ($(SHARED_MNIST),)
+export RIM_DATA_DIR ?= $(SHARED_MNIST)
+endif
 
 .PHONY: setup study test bench clean
 

@@ -41,7 +41,15 @@ class SequenceClassifier(nn.Module):
             self.memory = nn.LSTM(input_size, width, batch_first=True)
         self.classifier = nn.Linear(width, num_classes)
 
-    def forward(self, x: Tensor) -> Tensor:
-        _, state = self.memory(x)
+    def forward(self, x: Tensor, return_mask: bool = False):
+        """Logits; with ``return_mask`` also the RIM's activation mask :math:`(B, T, K_t)`
+        (``None`` for the LSTM)."""
+        mask = None
+        if return_mask and self.model == "rim":
+            _, state, mask = self.memory(x, return_mask=True)
+            mask = mask[:, :, 0]
+        else:
+            _, state = self.memory(x)
         h_n = state[0] if isinstance(state, tuple) else state
-        return self.classifier(h_n[-1])
+        logits = self.classifier(h_n[-1])
+        return (logits, mask) if return_mask else logits

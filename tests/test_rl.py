@@ -3,10 +3,12 @@ evaluation tool, and a tiny MiniGrid study's parquet."""
 
 import gymnasium as gym
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from ray.rllib.core.columns import Columns
 
+from analysis.activations import main as activations_main
 from rim_rllib.rl import RIMActorCriticModule, RIMRecurrentModel, make_minigrid
 from rim_rllib.rl.evaluate import evaluate, load_network, main as evaluate_main
 from rim_rllib.rl.ppo import ppo_config, save_algorithm
@@ -140,3 +142,10 @@ def test_minigrid_study_writes_train_and_transfer_rows(tmp_path, ray_session):
     assert (final["budget_unit"] == "frame").all() and (final["budget"] >= 128).all()
     curves = df[df["metric"] == "train_return"]
     assert set(curves["eval_on"]) == {"MiniGrid-Empty-5x5-v0"}
+    files = list((tmp_path / "tiny-minigrid").rglob("activations.parquet"))
+    assert len(files) == 1  # the RIM trial
+    counts = pd.read_parquet(files[0])
+    assert {"key in view", "goal in view", "carrying key", "all"} <= set(counts["condition"])
+    assert set(counts["eval_on"]) == {"MiniGrid-Empty-5x5-v0", "MiniGrid-Empty-6x6-v0"}
+    assert activations_main([str(tmp_path / "tiny-minigrid")]) == 0
+    assert (tmp_path / "tiny-minigrid" / "activations.png").is_file()

@@ -5,8 +5,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from analysis.activations import main as activations_main
 from analysis.plots import main as plots_main
 from analysis.tables import build_table, main as tables_main, summarise
+from rim_rllib.tune.activations import count_activations
 from rim_rllib.tune.mnist import MnistTrainable
 from rim_rllib.tune.results import SCHEMA, export_results, read_results
 from rim_rllib.tune.study import StudySpec, run_study
@@ -93,3 +95,29 @@ def test_empty_study_spec_is_refused():
     with pytest.raises(ValueError, match="variants is empty"):
         StudySpec(name="x", task="mnist", trainable=MnistTrainable, base_config={},
                   variants=[], seeds=[0], iterations=1, metric="accuracy")
+
+
+def test_rim_trials_record_activations_by_pixel(study, capsys):
+    _, storage, _ = study
+    files = sorted((storage / "tiny").rglob("activations.parquet"))
+    assert len(files) == 2  # the two RIM trials, not the LSTM
+    counts = pd.read_parquet(files[0])
+    assert set(counts["condition"]) == {"all", "pixel on", "position"}
+    positions = counts[counts["condition"] == "position"]
+    assert len(positions) == 7 * 7 * 4  # every position x unit at the training size 7
+    everything = counts[counts["condition"] == "all"]
+    ka = int(counts["Ka"].iloc[0])
+    # Exactly Ka units are active at every step.
+    assert everything["active"].sum() == ka * everything["steps"].iloc[0]
+    assert activations_main([str(storage / "tiny")]) == 0
+    assert "strongest associations" in capsys.readouterr().out
+    for name in ("activations.png", "activation_positions.png"):
+        assert (storage / "tiny" / name).stat().st_size > 5000
+
+
+def test_count_activations_by_hand():
+    masks = np.array([[1, 0], [1, 1], [0, 1], [0, 1]], bool)
+    counts = count_activations(masks, {"key in view": np.array([True, True, False, False])})
+    rows = {(r.value, r.unit): (r.steps, r.active) for r in counts.itertuples()}
+    assert rows == {("True", 0): (2, 2), ("True", 1): (2, 1),
+                    ("False", 0): (2, 0), ("False", 1): (2, 2)}

@@ -14,10 +14,27 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from minigrid.core.constants import OBJECT_TO_IDX, STATE_TO_IDX
 from scipy import stats
 
 from rim_rllib.actor_critic import MiniGridActorCritic
 from rim_rllib.rl.envs import check_env_id, make_minigrid
+
+
+# What the agent sees, for the activation analysis: object types in its 7x7 view.
+VIEW_OBJECTS = ("key", "door", "goal", "ball", "box", "lava")
+
+
+def view_conditions(obs: np.ndarray, carrying) -> dict[str, bool]:
+    """Conditions of one step: each object type in view, carrying a key, an open door in
+    view. ``obs`` is the (7, 7, 3) view (object, colour, state); ``carrying`` the env's."""
+    objects, states = obs[..., 0], obs[..., 2]
+    seen = {f"{name} in view": bool((objects == OBJECT_TO_IDX[name]).any())
+            for name in VIEW_OBJECTS}
+    seen["carrying key"] = carrying is not None and carrying.type == "key"
+    seen["open door in view"] = bool(((objects == OBJECT_TO_IDX["door"])
+                                      & (states == STATE_TO_IDX["open"])).any())
+    return seen
 
 
 @torch.no_grad()
@@ -27,7 +44,9 @@ def evaluate(net: MiniGridActorCritic, env_id: str, episodes: int = 100, seed: i
 
     Returns ``returns`` (per episode), ``mean_return``, ``ci95`` (half-width),
     ``frames`` (environment steps), ``activation_rate`` (per unit, RIM only, else
-    ``None``) and, with ``render``, the first episode's RGB ``images``.
+    ``None``), for a RIM the per-step ``masks`` (frames, Kt) and ``conditions`` (name ->
+    (frames,) bools, see :func:`view_conditions`), and with ``render`` the first episode's
+    RGB ``images``.
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
@@ -35,7 +54,7 @@ def evaluate(net: MiniGridActorCritic, env_id: str, episodes: int = 100, seed: i
     was_training = net.training
     net.eval()
     device = next(net.parameters()).device
-    returns, masks, images, frames = [], [], [], 0
+    returns, masks, conditions, images, frames = [], [], [], [], 0
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed + episode)
         state = net.initial_state(1, device)
@@ -45,24 +64,29 @@ def evaluate(net: MiniGridActorCritic, env_id: str, episodes: int = 100, seed: i
                 images.append(env.render())
             x = torch.as_tensor(obs, device=device)[None, None]
             logits, _, state, mask = net(x, state, return_mask=True)
+            if mask is not None:
+                masks.append(mask[0, 0].cpu())
+                conditions.append(view_conditions(obs, env.unwrapped.carrying))
             dist = torch.distributions.Categorical(logits=logits[0, 0])
             action = int(dist.probs.argmax() if greedy else dist.sample())
             obs, reward, terminated, truncated, _ = env.step(action)
             total += float(reward)
             frames += 1
             done = terminated or truncated
-            if mask is not None:
-                masks.append(mask[0, 0].float().cpu())
         returns.append(total)
     env.close()
     net.train(was_training)
     returns_arr = np.asarray(returns)
     ci = (float(stats.t.ppf(0.975, episodes - 1) * returns_arr.std(ddof=1)
                 / np.sqrt(episodes)) if episodes > 1 else float("nan"))
-    return dict(returns=returns, mean_return=float(returns_arr.mean()), ci95=ci,
-                frames=frames,
-                activation_rate=torch.stack(masks).mean(0).tolist() if masks else None,
-                images=images)
+    result = dict(returns=returns, mean_return=float(returns_arr.mean()), ci95=ci,
+                  frames=frames, activation_rate=None, images=images)
+    if masks:
+        mask_array = torch.stack(masks).numpy()
+        result.update(activation_rate=mask_array.mean(0).tolist(), masks=mask_array,
+                      conditions={name: np.array([c[name] for c in conditions])
+                                  for name in conditions[0]})
+    return result
 
 
 def load_network(checkpoint: str | Path) -> MiniGridActorCritic:

@@ -5,19 +5,23 @@ environment and each transfer environment.
 Each PPO iteration reports ``frames`` and ``train_return`` (RLlib's mean episode return
 while sampling) and saves a checkpoint (the RLlib algorithm). The last report adds
 ``return/<env>`` (mean evaluation return) and ``activation/<env>/u<j>`` (unit ``j``'s
-activation rate, RIM only) for every evaluation environment.
+activation rate, RIM only) for every evaluation environment, and a RIM trial writes its
+activation counts by what the agent sees to ``activations.parquet`` in its trial directory.
 """
 
 import json
 import tempfile
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import torch
 from ray import tune
 
 from rim_rllib.rl.envs import check_env_id
 from rim_rllib.rl.evaluate import evaluate
 from rim_rllib.rl.ppo import REFERENCE, ppo_config, restore_algorithm, save_algorithm
+from rim_rllib.tune.activations import count_activations, write_activations
 
 DEFAULTS = dict(
     env="MiniGrid-Empty-5x5-v0", eval_envs=("MiniGrid-Empty-16x16-v0",), frames=80_000,
@@ -91,10 +95,22 @@ def train_minigrid(config: dict) -> None:
 
 
 def _evaluate_all(net, cfg: dict) -> dict:
-    metrics = {}
+    """Evaluation returns and activation rates per environment; for a RIM also the
+    activation counts by what the agent sees, into the trial's activations.parquet."""
+    metrics, counts = {}, []
     for env_id in dict.fromkeys((cfg["env"], *cfg["eval_envs"])):
         result = evaluate(net, env_id, cfg["eval_episodes"], seed=10_000 + cfg["seed"])
         metrics[f"return/{env_id}"] = result["mean_return"]
         for unit, rate in enumerate(result["activation_rate"] or []):
             metrics[f"activation/{env_id}/u{unit}"] = rate
+        if result["activation_rate"] is not None:
+            conditions = dict(result["conditions"], all=np.ones(result["frames"], bool))
+            counts.append(count_activations(result["masks"], conditions)
+                          .assign(eval_on=env_id))
+    if counts:
+        context = tune.get_context()
+        write_activations(pd.concat(counts), context.get_trial_dir(),
+                          trial_id=context.get_trial_id(), task="minigrid",
+                          train_on=cfg["env"], Kt=cfg["num_units"], Ka=cfg["k"],
+                          seed=cfg["seed"])
     return metrics

@@ -3,7 +3,9 @@
 Each ``step()`` is one epoch over the training subset; it reports the training loss and
 accuracy, the test accuracy at the training size (``accuracy``, and ``accuracy_<size>`` for
 every size), and the throughput. Checkpoints hold the model, optimiser and RNG states, so
-a restored trial continues exactly where it stopped.
+a restored trial continues exactly where it stopped. After its last epoch (``epochs`` in the
+config, set by the study runner) a RIM trial writes its units' activation counts by pixel
+value and position to ``activations.parquet`` in its trial directory.
 """
 
 import math
@@ -11,12 +13,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from ray import tune
 
 from rim_rllib.mnist_data import find_data_dir, sequential_mnist
 from rim_rllib.models import SequenceClassifier
+from rim_rllib.tune.activations import count_activations, write_activations
 
 RIM_KWARGS = ("input_key_size", "input_value_size", "input_query_size", "num_input_heads",
               "input_dropout", "comm_key_size", "comm_value_size", "comm_query_size",
@@ -112,7 +116,34 @@ class MnistTrainable(tune.Trainable):
             metrics[f"accuracy_{size}"] = self.evaluate(size)
         metrics["accuracy"] = metrics[f"accuracy_{cfg['train_size']}"]
         metrics["eval_seconds"] = time.perf_counter() - start
+        if self.epoch == cfg.get("epochs") and cfg["model"] == "rim":
+            self.record_activations()
         return metrics
+
+    @torch.no_grad()
+    def activation_counts(self, size: int) -> pd.DataFrame:
+        """How often each unit is active by the pixel being read: its value (``pixel on``)
+        and its ``position`` in the image (``row * size + column``), over the test images
+        at ``size``."""
+        self.model.eval()
+        x_all, _ = self.eval_sets[size]
+        masks = []
+        for first in range(0, len(x_all), self.cfg["eval_batch_size"]):
+            x = self._inputs(x_all[first:first + self.cfg["eval_batch_size"]])
+            masks.append(self.model(x, return_mask=True)[1].cpu())
+        masks = torch.cat(masks).flatten(0, 1).numpy()                    # (N*T, Kt)
+        position = np.tile(np.arange(size * size), len(x_all))
+        return count_activations(masks, {"all": np.ones(len(masks), bool),
+                                         "pixel on": x_all.flatten().numpy().astype(bool),
+                                         "position": position})
+
+    def record_activations(self) -> None:
+        """Write the activation counts at the training size into the trial directory."""
+        cfg = self.cfg
+        counts = self.activation_counts(cfg["train_size"]).assign(eval_on=str(cfg["train_size"]))
+        write_activations(counts, self.logdir, trial_id=self.trial_id, task="mnist",
+                          train_on=str(cfg["train_size"]), Kt=cfg["num_units"], Ka=cfg["k"],
+                          seed=cfg["seed"])
 
     @torch.no_grad()
     def evaluate(self, size: int) -> float:

@@ -116,6 +116,8 @@ def build_tuner(spec: StudySpec, storage: str, resume: bool = False,
             stop={"training_iteration": spec.iterations},
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=_checkpoint_config(spec.trainable),
+            # Trials write files (activation counts) into their working directories.
+            sync_config=tune.SyncConfig(sync_artifacts=True),
             verbose=1),
     )
 

@@ -1,0 +1,120 @@
+"""What makes each RIM unit activate: activation rates by condition, from the activation
+counts a study's RIM trials wrote (``activations.parquet`` in each trial directory).
+
+    python -m analysis.activations results/ka_sweep-minigrid-doorkey-cpu
+
+For every yes/no condition (MiniGrid: an object type in view, carrying a key, an open door
+in view; MNIST: the pixel being on) the association of a unit with it is its activation
+rate when the condition holds minus its rate when it does not, pooled over seeds and
+evaluation environments. Draws ``activations.png`` (units x conditions heatmap of that
+difference) and, for MNIST, ``activation_positions.png`` (each unit's rate by pixel
+position), and prints the strongest associations.
+"""
+
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from analysis.cli import results_arguments  # noqa: E402
+from rim_rllib.tune.activations import ACTIVATIONS_FILE  # noqa: E402
+
+MIN_STEPS = 20  # fewer steps on either side of a condition: no association reported
+
+
+def load_counts(study_dir: Path) -> pd.DataFrame:
+    files = sorted(study_dir.rglob(ACTIVATIONS_FILE))
+    if not files:
+        raise FileNotFoundError(f"no {ACTIVATIONS_FILE} under {study_dir} (only RIM trials "
+                                "of a finished study write them)")
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+
+
+def associations(counts: pd.DataFrame) -> pd.DataFrame:
+    """Per Ka, unit and yes/no condition: rate when true, when false, their difference and
+    the steps behind each, pooled over trials."""
+    binary = counts[counts["value"].isin(["True", "False"])]
+    pooled = binary.groupby(["Ka", "unit", "condition", "value"])[["steps", "active"]].sum()
+    wide = pooled.unstack("value")
+    wide = wide[(wide[("steps", "True")] >= MIN_STEPS) & (wide[("steps", "False")] >= MIN_STEPS)]
+    rate_true = wide[("active", "True")] / wide[("steps", "True")]
+    rate_false = wide[("active", "False")] / wide[("steps", "False")]
+    out = pd.DataFrame({"rate_if_true": rate_true, "rate_if_false": rate_false,
+                        "difference": rate_true - rate_false,
+                        "steps_true": wide[("steps", "True")],
+                        "steps_false": wide[("steps", "False")]}).reset_index()
+    return out.sort_values("difference", key=np.abs, ascending=False, ignore_index=True)
+
+
+def plot_associations(table: pd.DataFrame, path: Path) -> None:
+    grid = table.pivot_table(index=["Ka", "unit"], columns="condition", values="difference")
+    fig, ax = plt.subplots(figsize=(1.2 * grid.shape[1] + 2.5, 0.35 * grid.shape[0] + 1.8))
+    image = ax.imshow(grid.values, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
+    ax.set_xticks(range(grid.shape[1]), grid.columns, rotation=30, ha="right")
+    ax.set_yticks(range(grid.shape[0]), [f"Ka={ka} unit {u}" for ka, u in grid.index])
+    for (i, j), value in np.ndenumerate(grid.values):
+        if not np.isnan(value):
+            ax.text(j, i, f"{value:+.2f}", ha="center", va="center", fontsize=7)
+    fig.colorbar(image, ax=ax, label="activation rate if true − if false")
+    ax.set_title("What makes each unit activate")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_positions(counts: pd.DataFrame, path: Path) -> None:
+    positions = counts[counts["condition"] == "position"].astype({"value": int})
+    pooled = positions.groupby(["Ka", "unit", "value"])[["steps", "active"]].sum()
+    rates = (pooled["active"] / pooled["steps"]).rename("rate").reset_index()
+    size = int(np.sqrt(rates["value"].max() + 1))
+    kas, units = sorted(rates["Ka"].unique()), sorted(rates["unit"].unique())
+    fig, axes = plt.subplots(len(kas), len(units), squeeze=False,
+                             figsize=(1.6 * len(units) + 1, 1.6 * len(kas) + 0.6))
+    for (i, ka), (j, unit) in ((a, b) for a in enumerate(kas) for b in enumerate(units)):
+        cell = rates[(rates["Ka"] == ka) & (rates["unit"] == unit)]
+        image = np.full(size * size, np.nan)
+        image[cell["value"].to_numpy()] = cell["rate"].to_numpy()
+        ax = axes[i, j]
+        ax.imshow(image.reshape(size, size), vmin=0, vmax=1, cmap="viridis")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"Ka={ka} u{unit}", fontsize=8)
+    fig.suptitle("activation rate by the pixel being read")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    location, out = results_arguments(__doc__, "the PNGs", argv)
+    study_dir = Path(location)
+    study_dir = study_dir if study_dir.is_dir() else study_dir.parent
+    try:
+        counts = load_counts(study_dir)
+    except FileNotFoundError as err:
+        print(f"analysis.activations: {err}", file=sys.stderr)
+        return 2
+    out.mkdir(parents=True, exist_ok=True)
+    table = associations(counts)
+    plot_associations(table, out / "activations.png")
+    written = [out / "activations.png"]
+    if (counts["condition"] == "position").any():
+        plot_positions(counts, out / "activation_positions.png")
+        written.append(out / "activation_positions.png")
+    overall = counts[counts["condition"] == "all"].groupby(["Ka", "unit"])[
+        ["steps", "active"]].sum()
+    print("overall activation rate per unit:")
+    print((overall["active"] / overall["steps"]).unstack("unit").round(3).to_markdown())
+    print("\nstrongest associations (rate if true − rate if false):")
+    print(table.head(15).round(3).to_markdown(index=False))
+    print("\nwrote " + " and ".join(str(p) for p in written))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
