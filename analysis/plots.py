@@ -2,8 +2,8 @@
 
     python -m analysis.plots results/ka_sweep-mnist-cpu [--out DIR]
 
-Draws ``transfer.png``, the final metric against the evaluation (image size or
-environment) with one line per model / Ka (mean over seeds, 95% CI bars), and
+Draws ``transfer.png``, bars of the final metric per evaluation (image size or
+environment) and model / Ka (mean over seeds, 95% CI whiskers), and
 ``learning_curves.png``, the metric at the training size or environment against the
 training budget, one line per model / Ka with a 95% CI band.
 """
@@ -40,22 +40,27 @@ def _ci(values: pd.Series) -> float:
 
 
 def plot_transfer(results: pd.DataFrame, path: Path) -> None:
+    """Grouped bars: the final metric per evaluation size/environment, one bar per model
+    / Ka (mean over seeds, 95% CI whiskers); the training one is starred."""
     summary = summarise(results)
     summary["label"] = summary.apply(_label, axis=1)
+    trained = set(summary["train_on"])
     evals = sorted(summary["eval_on"].unique(),
-                   key=lambda e: (0, int(e)) if e.isdigit() else (1, e))
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, group in summary.groupby("label", sort=True):
-        group = group.set_index("eval_on").reindex(evals)
-        ax.errorbar(range(len(evals)), group["mean"], yerr=group["ci95"].fillna(0),
-                    marker="o", capsize=3, label=label)
-    ax.set_xticks(range(len(evals)), evals)
-    ax.set_xlabel("evaluated on (image size or environment)")
+                   key=lambda e: (e not in trained, (0, int(e)) if e.isdigit() else (1, e)))
+    labels = sorted(summary["label"].unique())
+    width = 0.8 / len(labels)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(evals) + 2), 4.5))
+    for i, label in enumerate(labels):
+        group = summary[summary["label"] == label].set_index("eval_on").reindex(evals)
+        x = np.arange(len(evals)) + (i - (len(labels) - 1) / 2) * width
+        ax.bar(x, group["mean"], width, yerr=group["ci95"].fillna(0), capsize=2,
+               label=label)
+    names = [f"{e}*" if e in trained else e for e in evals]
+    ax.set_xticks(range(len(evals)), [n.replace("MiniGrid-", "") for n in names])
+    ax.set_xlabel("evaluated on (* = trained on)")
     ax.set_ylabel(summary["metric"].iloc[0])
-    ax.set_title(f"train on {', '.join(sorted(summary['train_on'].unique()))}, "
-                 "test on larger / other")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -69,10 +74,12 @@ def plot_learning_curves(results: pd.DataFrame, path: Path) -> None:
     rows = rows.assign(label=rows.apply(_label, axis=1))
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, group in rows.groupby("label", sort=True):
-        curve = group.groupby("budget")["value"].agg(["mean", _ci])
-        ax.plot(curve.index, curve["mean"], marker=".", label=label)
-        ax.fill_between(curve.index, curve["mean"] - curve["_ci"],
-                        curve["mean"] + curve["_ci"], alpha=0.2)
+        # Seeds report at the same iterations but slightly different frame counts.
+        curve = group.groupby("iteration").agg(budget=("budget", "mean"),
+                                               mean=("value", "mean"), ci=("value", _ci))
+        ax.plot(curve["budget"], curve["mean"], marker=".", label=label)
+        ax.fill_between(curve["budget"], curve["mean"] - curve["ci"],
+                        curve["mean"] + curve["ci"], alpha=0.2)
     ax.set_xlabel(rows["budget_unit"].iloc[0])
     ax.set_ylabel(f"{rows['metric'].iloc[0]} on the training size/environment")
     ax.grid(alpha=0.3)

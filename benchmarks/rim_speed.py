@@ -8,17 +8,15 @@ Kt*H, the fused baseline) and writes the same numbers as JSON.
 """
 
 import argparse
-import json
-import os
 import platform
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from report import write_report
 from rim_rllib import RIM
 from rim_rllib.reference import ReferenceRIMCell
 
@@ -121,12 +119,7 @@ def main() -> None:
     report = dict(torch=torch.__version__, threads=torch.get_num_threads(),
                   machine=platform.machine(), processor=platform.processor(),
                   cuda=torch.cuda.get_device_name() if "cuda" in devices else None, rows=rows)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=args.json.parent, delete=False,
-                                     suffix=".tmp") as tmp:
-        json.dump(report, tmp, indent=2)
-    os.replace(tmp.name, args.json)
-    print(f"wrote {args.json}")
+    write_report(report, args.json)
 
 
 if __name__ == "__main__":

@@ -9,11 +9,8 @@ same CNN; env steps per second count sampling and learning. Prints a table and w
 """
 
 import argparse
-import json
-import os
 import platform
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -21,6 +18,7 @@ import torch
 from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
+from report import write_report
 from rim_rllib.rl.ppo import REFERENCE, ppo_config
 
 CNN = [[16, [2, 2], 1], [32, [2, 2], 1], [64, [2, 2], 1]]  # no max-pool in RLlib's CNN
@@ -78,12 +76,7 @@ def main() -> None:
     report = dict(torch=torch.__version__, threads=torch.get_num_threads(),
                   machine=platform.machine(), settings=REFERENCE,
                   iterations=args.iterations, rows=rows)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=args.json.parent, delete=False,
-                                     suffix=".tmp") as tmp:
-        json.dump(report, tmp, indent=2)
-    os.replace(tmp.name, args.json)
-    print(f"wrote {args.json}")
+    write_report(report, args.json)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,9 @@ README.
 import argparse
 import sys
 
-from analysis.tables import build_table, summarise, write_table
-from rim_rllib.tune.results import read_results
-from rim_rllib.tune.study import (add_study_arguments, exit_on_input_error,
-                                  local_output_dir, run_study)
+from rim_rllib.tune.study import add_study_arguments
 from rim_rllib.tune.tasks import PRESETS, TASKS, study_spec
+from study_cli import run_and_tabulate
 
 
 def main(argv=None) -> int:
@@ -34,18 +32,10 @@ def main(argv=None) -> int:
                              "then download)")
     add_study_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        spec = study_spec(args.task, args.preset, ks=args.ka, seeds=args.seeds,
-                          name=args.name, data_dir=args.data_dir, asha=args.asha)
-    except ValueError as err:
-        parser.exit(2, f"{parser.prog}: error: {err}\n")
-    path = exit_on_input_error(parser.prog, run_study, spec, address=args.address,
-                               storage=args.storage, resume=args.resume,
-                               max_concurrent=args.max_concurrent)
-    results = read_results(path)
-    print(f"\nresults: {path}\n")
-    print(write_table(build_table(results), local_output_dir(path, spec.name),
-                      summarise(results)))
+    path, table = run_and_tabulate(parser, args, lambda: study_spec(
+        args.task, args.preset, ks=args.ka, seeds=args.seeds, name=args.name,
+        data_dir=args.data_dir, asha=args.asha))
+    print(f"\nresults: {path}\n\n{table}")
     return 0
 
 

@@ -10,11 +10,9 @@ evaluated without training on the others.
 import argparse
 import sys
 
-from analysis.tables import build_table, summarise, write_table
-from rim_rllib.tune.results import read_results
-from rim_rllib.tune.study import (add_study_arguments, exit_on_input_error,
-                                  local_output_dir, run_study)
+from rim_rllib.tune.study import add_study_arguments
 from rim_rllib.tune.tasks import MINIGRID_TASKS, PRESETS, study_spec
+from study_cli import run_and_tabulate
 
 REFERENCE_KA = (3, 2)
 
@@ -29,19 +27,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     tables = []
     for task in args.tasks:
-        try:
-            spec = study_spec(task, args.preset, ks=REFERENCE_KA, seeds=args.seeds,
-                              name=f"{args.name or 'minigrid_transfer'}-{task}-{args.preset}",
-                              asha=args.asha)
-        except ValueError as err:
-            parser.exit(2, f"{parser.prog}: error: {err}\n")
-        path = exit_on_input_error(parser.prog, run_study, spec, address=args.address,
-                                   storage=args.storage, resume=args.resume,
-                                   max_concurrent=args.max_concurrent)
-        results = read_results(path)
-        out = local_output_dir(path, spec.name)
-        tables.append((task, path, write_table(build_table(results), out,
-                                               summarise(results))))
+        name = f"{args.name or 'minigrid_transfer'}-{task}-{args.preset}"
+        path, table = run_and_tabulate(parser, args, lambda: study_spec(
+            task, args.preset, ks=REFERENCE_KA, seeds=args.seeds, name=name,
+            asha=args.asha))
+        tables.append((task, path, table))
     for task, path, markdown in tables:
         print(f"\n{task} ({path})\n\n{markdown}")
     return 0

@@ -1,6 +1,7 @@
 """Bad input on the study command line: one clear line and a non-zero exit, no traceback."""
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ STUDIES = Path(__file__).resolve().parents[1] / "studies"
 
 
 def load(script: str):
+    if str(STUDIES) not in sys.path:  # as when the script runs: its folder is importable
+        sys.path.insert(0, str(STUDIES))
     spec = importlib.util.spec_from_file_location(script, STUDIES / f"{script}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

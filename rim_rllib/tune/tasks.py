@@ -44,40 +44,57 @@ TASKS = ("mnist", *MINIGRID_TASKS)
 PRESETS = ("cpu", "paper")
 
 
+DEFAULT_KT = {"mnist": 6, "minigrid": 4}
+
+
 def study_spec(task: str, preset: str = "cpu", ks=None, num_units: int | None = None,
                seeds=None, name: str | None = None, data_dir: str | None = None,
                asha: bool = False) -> StudySpec:
-    """A Ka sweep (RIM with ``num_units`` units and each of ``ks`` active, plus the LSTM
-    baseline) on ``task`` with ``preset``."""
+    """A Ka sweep (RIM with ``num_units`` LSTM units and each of ``ks`` active, plus the
+    LSTM baseline) on ``task`` with ``preset``."""
+    family = "mnist" if task == "mnist" else "minigrid"
+    num_units = num_units or DEFAULT_KT[family]
+    variants = grid_variants(task, [num_units], ["lstm"],
+                             {num_units: list(ks or range(1, num_units + 1))})
+    return task_spec(task, preset, variants, seeds, name or f"ka_sweep-{task}-{preset}",
+                     data_dir, asha)
+
+
+def grid_variants(task: str, kts, cells, ks_by_kt: dict | None = None) -> list[dict]:
+    """RIM variants for every Kt in ``kts``, Ka in 1..Kt (or ``ks_by_kt[Kt]``) and cell
+    in ``cells``, plus one LSTM baseline (hidden Kt * H) per Kt."""
+    model_key = "model" if task == "mnist" else "memory"
+    variants = []
+    for kt in kts:
+        ks = (ks_by_kt or {}).get(kt, range(1, kt + 1))
+        for k in ks:
+            if not 1 <= k <= kt:
+                raise ValueError(f"Ka={k} is outside 1..Kt={kt}")
+        variants += [{model_key: "rim", "num_units": kt, "k": k, "cell": cell}
+                     for cell in cells for k in ks]
+        variants.append({model_key: "lstm", "num_units": kt})
+    return variants
+
+
+def task_spec(task: str, preset: str, variants: list[dict], seeds=None, name: str = "",
+              data_dir: str | None = None, asha: bool = False) -> StudySpec:
+    """The study of ``variants`` x seeds on ``task`` with ``preset``'s sizes and budget."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {list(TASKS)}, got {task!r}")
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {list(PRESETS)}, got {preset!r}")
-    name = name or f"ka_sweep-{task}-{preset}"
     if task == "mnist":
-        num_units = num_units or 6
         p = MNIST_PRESETS[preset]
-        variants = _variants("model", num_units, ks or range(1, num_units + 1))
         return StudySpec(name=name, task="mnist", trainable=MnistTrainable,
                          base_config=dict(p["base_config"], data_dir=data_dir),
                          variants=variants, seeds=list(seeds or p["seeds"]),
                          iterations=p["iterations"], metric="accuracy", asha=asha,
                          preflight=partial(find_data_dir, data_dir))
-    num_units = num_units or 4
     p, t = MINIGRID_PRESETS[preset], MINIGRID_TASKS[task]
     frames = int(t["frames"] * p["frame_scale"])
     batch = REFERENCE["num_envs"] * REFERENCE["rollout_length"]
     return StudySpec(name=name, task="minigrid", trainable=train_minigrid,
                      base_config=dict(env=t["env"], eval_envs=t["eval_envs"], frames=frames,
                                       eval_episodes=p["eval_episodes"], num_env_runners=0),
-                     variants=_variants("memory", num_units, ks or range(1, num_units + 1)),
-                     seeds=list(seeds or p["seeds"]), iterations=math.ceil(frames / batch),
-                     metric="train_return", asha=asha)
-
-
-def _variants(model_key: str, num_units: int, ks) -> list[dict]:
-    for k in ks:
-        if not 1 <= k <= num_units:
-            raise ValueError(f"Ka={k} is outside 1..Kt={num_units}")
-    rims = [{model_key: "rim", "num_units": num_units, "k": k, "cell": "lstm"} for k in ks]
-    return rims + [{model_key: "lstm", "num_units": num_units}]
+                     variants=variants, seeds=list(seeds or p["seeds"]),
+                     iterations=math.ceil(frames / batch), metric="train_return", asha=asha)

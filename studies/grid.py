@@ -1,0 +1,42 @@
+"""The full grid: Kt x Ka (1..Kt) x cell type x seed, plus an LSTM baseline per Kt, on one
+task, with ASHA early stopping by default.
+
+    python studies/grid.py --task mnist                      # Kt 4 6 8, lstm and gru cells
+    python studies/grid.py --task minigrid-doorkey --kt 4 --cells lstm gru --no-asha
+    python studies/grid.py --preset paper --address auto --storage s3://bucket/studies
+
+ASHA stops the weaker half of the trials at each rung (grace 1 iteration, reduction 2) on
+the training-size accuracy (MNIST) or training return (MiniGrid). Each trial takes one CPU,
+and a quarter of a GPU where the cluster has GPUs; Tune runs as many at once as the
+resources allow (``--max-concurrent`` caps it).
+"""
+
+import argparse
+import sys
+
+from rim_rllib.tune.study import add_study_arguments
+from rim_rllib.tune.tasks import PRESETS, TASKS, grid_variants, task_spec
+from study_cli import run_and_tabulate
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", choices=TASKS, default="mnist")
+    parser.add_argument("--preset", choices=PRESETS, default="cpu")
+    parser.add_argument("--kt", type=int, nargs="+", default=[4, 6, 8], help="Kt values")
+    parser.add_argument("--cells", nargs="+", choices=["lstm", "gru"], default=["lstm", "gru"])
+    parser.add_argument("--no-asha", dest="grid_asha", action="store_false",
+                        help="run every trial to the end")
+    parser.add_argument("--data-dir", default=None, help="MNIST IDX files")
+    add_study_arguments(parser)
+    args = parser.parse_args(argv)
+    path, table = run_and_tabulate(parser, args, lambda: task_spec(
+        args.task, args.preset, grid_variants(args.task, args.kt, args.cells), args.seeds,
+        args.name or f"grid-{args.task}-{args.preset}", args.data_dir, asha=args.grid_asha))
+    print(f"\nresults: {path}\n\n{table}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
