@@ -20,7 +20,7 @@ import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from analysis.cli import results_arguments  # noqa: E402
-from analysis.tables import summarise  # noqa: E402
+from analysis.tables import eval_order, summarise  # noqa: E402
 from rim_rllib.tune.results import read_results  # noqa: E402
 
 
@@ -45,8 +45,7 @@ def plot_transfer(results: pd.DataFrame, path: Path) -> None:
     summary = summarise(results)
     summary["label"] = summary.apply(_label, axis=1)
     trained = set(summary["train_on"])
-    evals = sorted(summary["eval_on"].unique(),
-                   key=lambda e: (e not in trained, (0, int(e)) if e.isdigit() else (1, e)))
+    evals = sorted(summary["eval_on"].unique(), key=lambda e: (e not in trained, eval_order(e)))
     labels = sorted(summary["label"].unique())
     width = 0.8 / len(labels)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(evals) + 2), 4.5))

@@ -9,6 +9,7 @@ to the results, and prints the Markdown.
 """
 
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -39,8 +40,10 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
     return summary.drop(columns="std")
 
 
-def _eval_order(value: str):
-    return (0, int(value)) if value.isdigit() else (1, value)
+def eval_order(value: str) -> tuple:
+    """Sort key putting image sizes and environment ids in natural order (6x6 < 16x16)."""
+    return tuple(int(part) if part.isdigit() else part
+                 for part in re.split(r"(\d+)", value))
 
 
 def build_table(results: pd.DataFrame) -> pd.DataFrame:
@@ -58,7 +61,7 @@ def build_table(results: pd.DataFrame) -> pd.DataFrame:
     table = summary.pivot_table(index=KEYS, columns="column", values="cell_text",
                                 aggfunc="first")
     columns = sorted(table.columns, key=lambda c: (not c.endswith("*"),
-                                                   _eval_order(c.rstrip("*"))))
+                                                   eval_order(c.rstrip("*"))))
     table = table[columns].reset_index()
     table = table.sort_values(["model", "Kt", "Ka"], ascending=[False, True, False])
     table["Ka"] = table["Ka"].map(lambda k: "–" if k < 0 else str(k))
