@@ -8,7 +8,6 @@ number) and as the baseline of ``benchmarks/rim_speed.py``. Use ``RIMCell``/``RI
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rim_rllib.rim import RIMCell

@@ -200,9 +200,9 @@ class RIMCell(nn.Module):
             bool tensors :math:`(K_t, B)` (empty unless ``return_mask``).
         """
         steps, batch, _ = x.shape
-        units, hidden = self.num_units, self.hidden_size
+        units = self.num_units
         heads, dk, dv = self.num_input_heads, self.input_key_size, self.input_value_size
-        gate_size = self.rnn.num_gates * hidden
+        gate_size = self.rnn.num_gates * self.hidden_size
 
         # Input attention: keys of every step at once, pre-scaled so that a dot product
         # with a query is the head-averaged scaled score. The null row's key is the bias.
@@ -228,7 +228,7 @@ class RIMCell(nn.Module):
             hh_bias = hh_bias + self.rnn.ih.bias
         w_hq = torch.cat([self.rnn.hh.weight, self.query.weight], dim=2)
         b_hq = torch.cat([hh_bias, self.query.bias], dim=1).unsqueeze(1)
-        ih_bias = self.rnn.ih.bias.unsqueeze(1)
+        ih_bias = self.rnn.ih.bias.unsqueeze(1)  # the GRU adds it apart from gate n's h-part
 
         c_heads, c_dq, c_dv = self.num_comm_heads, self.comm_key_size, self.comm_value_size
         q_scale = 1.0 / math.sqrt(c_dq)  # folded into the query map

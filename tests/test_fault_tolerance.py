@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import pytest
 from ray.tune import ExperimentAnalysis
 
 from rim_rllib.tune.mnist import MnistTrainable
