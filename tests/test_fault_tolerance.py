@@ -159,6 +159,13 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(mnist_dir, tmp_
     killed_at = time.time()
     completed = _terminated(experiment)
     assert 2 <= len(completed) < 8
+    # Exporting the interrupted study marks the unfinished trials instead of failing.
+    partial = read_results(export_results(experiment, "killed", "mnist",
+                                          out=tmp_path / "partial.parquet"))
+    assert partial["trial_id"].nunique() == 8
+    assert set(partial.loc[partial["status"] == "TERMINATED", "trial_id"]) == completed
+    unfinished = partial[partial["status"] != "TERMINATED"]
+    assert not unfinished.empty and not unfinished["final"].any()
 
     second = driver(resume=True)
     assert second.wait(timeout=300) == 0, second.stderr.read().decode()[-2000:]

@@ -26,7 +26,8 @@ value             float64   the metric's value (null, with metric and eval_on nu
 iteration         int32     Tune's training_iteration of the row
 budget            float64   training spent up to this row, in ``budget_unit``
 budget_unit       string    ``epoch`` or ``frame``
-final             bool      the trial's last reported iteration
+final             bool      the trial finished (TERMINATED, early-stopped included) and
+                            this is its last reported iteration; tables use these rows
 wall_time_s       float64   the trial's training time up to this row
 status            string    the trial's Tune status (TERMINATED, ERROR, PENDING, ...)
 config_json       string    the trial's full config, JSON
@@ -121,7 +122,8 @@ def trial_rows(study: str, task: str, trial_id: str, status: str, config: dict,
                     iteration=int(result["training_iteration"]),
                     budget=float(result.get(layout.budget_column,
                                             result["training_iteration"])),
-                    final=bool(result["training_iteration"] == last),
+                    final=bool(result["training_iteration"] == last
+                               and status == "TERMINATED"),
                     wall_time_s=float(result.get("time_total_s", float("nan")))))
     return rows
 
