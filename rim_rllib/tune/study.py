@@ -30,7 +30,7 @@ class StudySpec:
 
     name: str
     task: str
-    trainable: type
+    trainable: type | Callable  # a tune.Trainable class or a function trainable
     base_config: dict
     variants: list[dict]
     seeds: list[int]
