@@ -11,7 +11,6 @@ to the results, and prints the Markdown.
 import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ import pandas as pd
 from scipy import stats
 
 from analysis.cli import results_arguments
+from rim_rllib.atomic import atomic_write
 from rim_rllib.tune.results import read_results
 
 KEYS = ["model", "cell", "Kt", "Ka"]
@@ -82,10 +82,7 @@ def write_table(table: pd.DataFrame, directory: str | os.PathLike,
 
 
 def _write_text(path: Path, text: str) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False,
-                                     suffix=".tmp") as tmp:
-        tmp.write(text)
-    os.replace(tmp.name, path)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def main(argv=None) -> int:

@@ -31,7 +31,7 @@ def run(name: str, args, asha: bool) -> dict:
     wall = time.perf_counter() - start
     final = df[df["final"] & (df["eval_on"] == df["train_on"])]
     means = final.groupby(VARIANT_KEYS, dropna=False)["value"].mean()
-    best = means.idxmax()
+    best = [value.item() if hasattr(value, "item") else value for value in means.idxmax()]
     epochs = int(df.groupby("trial_id")["iteration"].max().sum())
     return dict(asha=asha, trials=int(final["trial_id"].nunique()), trial_epochs=epochs,
                 best=dict(zip(VARIANT_KEYS, [None if v != v else v for v in best])),

@@ -1,15 +1,12 @@
-"""Writing a benchmark's JSON report atomically (a temp file, then a rename)."""
+"""Writing a benchmark's JSON report atomically."""
 
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from rim_rllib.atomic import atomic_write
 
 
 def write_report(report: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False,
-                                     suffix=".tmp") as tmp:
-        json.dump(report, tmp, indent=2)
-    os.replace(tmp.name, path)
+    text = json.dumps(report, indent=2)  # fails before anything is written
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
     print(f"wrote {path}")

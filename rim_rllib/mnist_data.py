@@ -12,12 +12,13 @@ how to provide them. Files may be gzipped (``*.gz``) or raw. When a directory ho
 import gzip
 import hashlib
 import os
-import tempfile
 import urllib.request
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
+from rim_rllib.atomic import atomic_write
 
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -109,17 +110,11 @@ def _download(directory: Path) -> Path:
             if hashlib.sha256(data).hexdigest() != expected:
                 last_error = OSError(f"{mirror + name}: SHA-256 mismatch")
                 continue
-            _write_atomic(target, data)
+            atomic_write(target, lambda tmp: Path(tmp).write_bytes(data))
             break
         else:
             raise last_error or OSError(f"could not download {name}")
     return directory
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".part") as tmp:
-        tmp.write(data)
-    os.replace(tmp.name, path)
 
 
 def _checksums(directory: Path) -> dict[str, str]:

@@ -40,7 +40,6 @@ and exporting again rewrites it from the experiment directory (idempotent).
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -49,6 +48,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from ray.tune import ExperimentAnalysis
+
+from rim_rllib.atomic import atomic_write
 
 SCHEMA_VERSION = 1
 SCHEMA = pa.schema([
@@ -153,11 +154,7 @@ def export_results(experiment_path: str | os.PathLike, study: str, task: str,
 
 
 def write_parquet_atomic(table: pa.Table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.",
-                                     suffix=".tmp", delete=False) as tmp:
-        pq.write_table(table, tmp.name)
-    os.replace(tmp.name, path)
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def read_results(location: str | os.PathLike) -> pd.DataFrame:
