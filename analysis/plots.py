@@ -17,10 +17,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from scipy import stats  # noqa: E402
 
 from analysis.cli import results_arguments  # noqa: E402
 from analysis.tables import eval_order, summarise  # noqa: E402
+from rim_rllib.stats import ci95_halfwidth  # noqa: E402
 from rim_rllib.tune.results import read_results  # noqa: E402
 
 
@@ -35,8 +35,8 @@ def _label(row) -> str:
 
 
 def _ci(values: pd.Series) -> float:
-    n = values.count()
-    return float(stats.t.ppf(0.975, n - 1) * values.std() / np.sqrt(n)) if n > 1 else 0.0
+    """CI half-width for a band; no band (0) for a single seed."""
+    return float(np.nan_to_num(ci95_halfwidth(values.std(), values.count())))
 
 
 def plot_transfer(results: pd.DataFrame, path: Path) -> None:

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from analysis.cli import results_arguments
 from rim_rllib.atomic import atomic_write
+from rim_rllib.stats import ci95_halfwidth
 from rim_rllib.tune.results import read_results
 
 KEYS = ["model", "cell", "Kt", "Ka"]
@@ -34,9 +34,7 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
         raise ValueError("no finished results to tabulate (no row with final=True and a value)")
     grouped = final.groupby(KEYS + ["train_on", "eval_on", "metric"], dropna=False)["value"]
     summary = grouped.agg(mean="mean", std="std", n="count").reset_index()
-    t = stats.t.ppf(0.975, np.maximum(summary["n"] - 1, 1))
-    summary["ci95"] = np.where(summary["n"] > 1, t * summary["std"] / np.sqrt(summary["n"]),
-                               np.nan)
+    summary["ci95"] = ci95_halfwidth(summary["std"], summary["n"])
     return summary.drop(columns="std")
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from minigrid.core.constants import OBJECT_TO_IDX, STATE_TO_IDX
-from scipy import stats
 
 from rim_rllib.actor_critic import MiniGridActorCritic
+from rim_rllib.stats import ci95_halfwidth
 from rim_rllib.rl.envs import check_env_id, make_minigrid
 
 
@@ -77,8 +77,7 @@ def evaluate(net: MiniGridActorCritic, env_id: str, episodes: int = 100, seed: i
     env.close()
     net.train(was_training)
     returns_arr = np.asarray(returns)
-    ci = (float(stats.t.ppf(0.975, episodes - 1) * returns_arr.std(ddof=1)
-                / np.sqrt(episodes)) if episodes > 1 else float("nan"))
+    ci = float(ci95_halfwidth(returns_arr.std(ddof=1) if episodes > 1 else 0.0, episodes))
     result = dict(returns=returns, mean_return=float(returns_arr.mean()), ci95=ci,
                   frames=frames, activation_rate=None, images=images)
     if masks:

@@ -22,6 +22,7 @@ from rim_rllib.rl.envs import check_env_id
 from rim_rllib.rl.evaluate import evaluate
 from rim_rllib.rl.ppo import REFERENCE, ppo_config, restore_algorithm, save_algorithm
 from rim_rllib.tune.activations import count_activations, write_activations
+from rim_rllib.tune.config import flat_config
 
 DEFAULTS = dict(
     env="MiniGrid-Empty-5x5-v0", eval_envs=("MiniGrid-Empty-16x16-v0",), frames=80_000,
@@ -32,8 +33,7 @@ FRAMES_FILE = "frames.json"
 
 
 def resolve_config(config: dict) -> dict:
-    config = dict(config)
-    config.update(config.pop("variant", {}))
+    config = flat_config(config)
     unknown = set(config) - set(DEFAULTS) - {"epochs", "iterations"}
     if unknown:
         raise ValueError(f"unknown MiniGrid trainable config keys {sorted(unknown)}; "

@@ -20,6 +20,7 @@ from ray import tune
 
 from rim_rllib.mnist_data import find_data_dir, sequential_mnist
 from rim_rllib.models import SequenceClassifier
+from rim_rllib.tune.config import flat_config
 from rim_rllib.tune.activations import count_activations, write_activations
 
 RIM_KWARGS = ("input_key_size", "input_value_size", "input_query_size", "num_input_heads",
@@ -36,8 +37,7 @@ DEFAULTS = dict(
 
 def resolve_config(config: dict) -> dict:
     """Defaults filled in, a study's ``variant`` dict merged, every key checked."""
-    config = dict(config)
-    config.update(config.pop("variant", {}))
+    config = flat_config(config)
     unknown = set(config) - set(DEFAULTS) - set(RIM_KWARGS) - {"epochs"}
     if unknown:
         raise ValueError(f"unknown MNIST trainable config keys {sorted(unknown)}; expected "
@@ -127,11 +127,9 @@ class MnistTrainable(tune.Trainable):
         at ``size``."""
         self.model.eval()
         x_all, _ = self.eval_sets[size]
-        masks = []
-        for first in range(0, len(x_all), self.cfg["eval_batch_size"]):
-            x = self._inputs(x_all[first:first + self.cfg["eval_batch_size"]])
-            masks.append(self.model(x, return_mask=True)[1].cpu())
-        masks = torch.cat(masks).flatten(0, 1).numpy()                    # (N*T, Kt)
+        masks = torch.cat([self.model(x, return_mask=True)[1].cpu()
+                           for x, _ in self._eval_batches(size)])
+        masks = masks.flatten(0, 1).numpy()                               # (N*T, Kt)
         position = np.tile(np.arange(size * size), len(x_all))
         return count_activations(masks, {"all": np.ones(len(masks), bool),
                                          "pixel on": x_all.flatten().numpy().astype(bool),
@@ -149,13 +147,17 @@ class MnistTrainable(tune.Trainable):
     def evaluate(self, size: int) -> float:
         """Test accuracy at image size ``size`` (one of the configured sizes)."""
         self.model.eval()
+        correct = sum((self.model(x).argmax(-1) == y).sum().item()
+                      for x, y in self._eval_batches(size))
+        return correct / len(self.eval_sets[size][1])
+
+    def _eval_batches(self, size: int):
+        """The test set at ``size`` in batches of ``eval_batch_size``, on the device."""
         x_all, y_all = self.eval_sets[size]
-        correct = 0
-        for first in range(0, len(y_all), self.cfg["eval_batch_size"]):
-            x = self._inputs(x_all[first:first + self.cfg["eval_batch_size"]])
-            y = y_all[first:first + self.cfg["eval_batch_size"]].to(self.device)
-            correct += (self.model(x).argmax(-1) == y).sum().item()
-        return correct / len(y_all)
+        step = self.cfg["eval_batch_size"]
+        for first in range(0, len(y_all), step):
+            yield (self._inputs(x_all[first:first + step]),
+                   y_all[first:first + step].to(self.device))
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
         torch.save(dict(model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),

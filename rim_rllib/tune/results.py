@@ -50,6 +50,7 @@ import pyarrow.parquet as pq
 from ray.tune import ExperimentAnalysis
 
 from rim_rllib.atomic import atomic_write
+from rim_rllib.tune.config import flat_config
 
 SCHEMA_VERSION = 1
 SCHEMA = pa.schema([
@@ -84,17 +85,11 @@ TASKS = {
 }
 
 
-def _flat_config(config: dict) -> dict:
-    flat = {key: value for key, value in config.items() if key != "variant"}
-    flat.update(config.get("variant", {}))
-    return flat
-
-
 def trial_rows(study: str, task: str, trial_id: str, status: str, config: dict,
                progress: pd.DataFrame) -> list[dict]:
     """Rows of one trial from its progress (one Tune result per row of ``progress``)."""
     layout = TASKS[task]
-    cfg = _flat_config(config)
+    cfg = flat_config(config)
     model = cfg.get(layout.model_key, "rim")
     is_rim = model == "rim"
     train_on = layout.train_on(cfg)
