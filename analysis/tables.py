@@ -72,7 +72,7 @@ def write_table(table: pd.DataFrame, directory: str | os.PathLike,
     """Write ``table.md`` (and ``table.csv`` of the numbers, when given) atomically;
     return the Markdown."""
     directory = Path(directory)
-    markdown = table.to_markdown(index=False)
+    markdown = table.to_markdown(index=False, disable_numparse=True)  # keep "12.60"
     _write_text(directory / "table.md", markdown + "\n")
     if summary is not None:
         _write_text(directory / "table.csv", summary.to_csv(index=False))
