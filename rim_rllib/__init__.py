@@ -5,7 +5,10 @@ submodules that import it.
 """
 
 from rim_rllib.group import GroupGRUCell, GroupLinear, GroupLSTMCell
+import rim_rllib.models  # noqa: F401  (registers the sequence classifiers with pack)
+from rim_rllib.packing import PackedRIM, pack
 from rim_rllib.rim import RIM, RIMCell
 
-__all__ = ["GroupLinear", "GroupLSTMCell", "GroupGRUCell", "RIMCell", "RIM"]
+__all__ = ["GroupLinear", "GroupLSTMCell", "GroupGRUCell", "RIMCell", "RIM", "PackedRIM",
+           "pack"]
 __version__ = "0.1.0"

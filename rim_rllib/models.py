@@ -1,8 +1,13 @@
 """Sequence classifiers for sequential MNIST: a RIM or the LSTM baseline, then a linear
 layer on the final state of all units."""
 
+import copy
+
 from torch import Tensor, nn
 
+from rim_rllib.group import GroupLinear
+from rim_rllib.packing import (check_same, factory_of, group_to_linear, linear_to_group,
+                               load_members, pack, packs, unload_members)
 from rim_rllib.rim import RIM
 
 MODELS = ("rim", "lstm")
@@ -53,3 +58,49 @@ class SequenceClassifier(nn.Module):
         h_n = state[0] if isinstance(state, tuple) else state
         logits = self.classifier(h_n[-1])
         return (logits, mask) if return_mask else logits
+
+
+@packs(SequenceClassifier)
+class PackedSequenceClassifier(nn.Module):
+    r"""``M`` :class:`SequenceClassifier` s of one shape computed as one (see
+    :func:`rim_rllib.pack`): the memories packed, one linear classifier per member.
+
+    Shape: input :math:`(B, T, D)` shared by the members or :math:`(M, B, T, D)` one batch
+    per member → logits :math:`(M, B, C)`; with ``return_mask`` also the RIM masks
+    :math:`(M, B, T, K_t)` (``None`` for the LSTM).
+    """
+
+    def __init__(self, models: list[SequenceClassifier]):
+        super().__init__()
+        check_same(models, ("model",), "sequence classifiers")
+        self.model = models[0].model
+        self.num_members = len(models)
+        self.memory = pack([m.memory for m in models])
+        first = models[0].classifier
+        self.classifier = GroupLinear(first.in_features, first.out_features, len(models),
+                                      **factory_of(first))
+        load_members(self.classifier, [m.classifier for m in models], linear_to_group)
+        # A copy of member 0 without weights that matter, so unpack() can rebuild members
+        # of the same structure; kept in a list so that it is not a submodule.
+        self._template = [copy.deepcopy(models[0]).cpu()]
+
+    def forward(self, x: Tensor, return_mask: bool = False):
+        mask = None
+        if return_mask and self.model == "rim":
+            _, state, mask = self.memory(x, return_mask=True)
+            mask = mask[:, :, :, 0]
+        else:
+            _, state = self.memory(x)
+        h_n = state[0] if isinstance(state, tuple) else state                # (M, L, B, W)
+        logits = self.classifier(h_n[:, -1].transpose(0, 1)).transpose(0, 1)
+        return (logits, mask) if return_mask else logits
+
+    def unpack(self) -> list[SequenceClassifier]:
+        """Standalone classifiers holding this pack's weights."""
+        models = []
+        for memory in self.memory.unpack():
+            model = copy.deepcopy(self._template[0]).to(**factory_of(self))
+            model.memory = memory
+            models.append(model)
+        unload_members(self.classifier, [m.classifier for m in models], group_to_linear)
+        return models

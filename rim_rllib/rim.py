@@ -41,7 +41,169 @@ def _check_dropout(name: str, value) -> None:
         raise ValueError(f"{name} must be a probability in [0, 1), got {value!r}")
 
 
-class RIMCell(nn.Module):
+class RIMScan(nn.Module):
+    """The RIM recurrence over ``M`` models at once (``M = 1`` for :class:`RIMCell`).
+
+    Every per-unit map holds ``M * Kt`` weight sets (member-major: member ``m``'s unit ``j``
+    is group ``m * Kt + j``), so the per-step matmuls are one batched matmul whatever ``M``;
+    the attention and the top-``Ka`` are computed per member. Subclasses set the sizes and
+    provide the input key/value maps and each member's ``k``.
+    """
+
+    num_members: int
+
+    def _input_maps(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Key weight :math:`(M, D, n_h d_k)`, key bias :math:`(M, n_h d_k)`, value weight
+        :math:`(M, D, n_h d_v)`, value bias :math:`(M, n_h d_v)`."""
+        raise NotImplementedError
+
+    def _member_ks(self) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def _dropout_scales(self, p: float, like: Tensor, shape: tuple) -> list:
+        """Per-step dropout factors (0 or 1/(1-p)), or ``None`` per step when inactive."""
+        if not self.training or p == 0:
+            return [None] * shape[0]
+        keep = torch.rand(shape, device=like.device, dtype=like.dtype) >= p
+        return (keep.to(like.dtype) / (1 - p)).unbind(0)
+
+    @property
+    def is_lstm(self) -> bool:
+        return self.cell == "lstm"
+
+    def _selector(self, like: Tensor):
+        """A function from the real-input scores :math:`(M, K_t, B)` to the 0/1 mask of
+        each member's ``k`` highest."""
+        ks = self._member_ks()
+        if min(ks) == self.num_units:
+            return torch.ones_like
+        if min(ks) == max(ks):
+            return lambda real: torch.zeros_like(real).scatter_(
+                1, real.topk(ks[0], dim=1).indices, 1.0)
+        # Members with different k: one top-k at the largest k, then a rank mask keeps
+        # the first k_m of member m's ranking.
+        ranks = torch.arange(max(ks), device=like.device)
+        keep = (ranks < torch.tensor(ks, device=like.device).unsqueeze(1)).to(like.dtype)
+
+        def select(real: Tensor) -> Tensor:
+            top = real.topk(len(ranks), dim=1).indices
+            return torch.zeros_like(real).scatter_(1, top, keep.unsqueeze(-1).expand_as(top))
+        return select
+
+    def scan(self, x: Tensor, state: list[Tensor], return_mask: bool = False):
+        """Run the recurrence over a sequence; the building block of ``RIM``.
+
+        Args:
+            x: :math:`(M, T, B, D)`, or :math:`(1, T, B, D)` read by every member; already
+                validated.
+            state: ``[h]`` or ``[h, c]``, each units-first :math:`(M K_t, B, H)`.
+            return_mask: collect each step's activation mask.
+
+        Returns:
+            ``(outputs, final_state, masks)``: ``outputs`` a list of ``T`` tensors
+            :math:`(M K_t, B, H)`, ``final_state`` like ``state``, ``masks`` a list of ``T``
+            bool tensors :math:`(M, K_t, B)` (empty unless ``return_mask``).
+        """
+        members, units = self.num_members, self.num_units
+        groups = members * units
+        _, steps, batch, _ = x.shape
+        heads, dk, dv = self.num_input_heads, self.input_key_size, self.input_value_size
+        gate_size = self.rnn.num_gates * self.hidden_size
+        key_w, key_b, value_w, value_b = self._input_maps()
+        x_flat = x.reshape(x.shape[0], steps * batch, -1).expand(members, -1, -1)
+
+        # Input attention: keys of every step at once, pre-scaled so that a dot product
+        # with a query is the head-averaged scaled score. The null row's key is the bias.
+        scale = 1.0 / (heads * math.sqrt(dk))
+        keys = torch.baddbmm(key_b.unsqueeze(1), x_flat, key_w).mul_(scale)  # (M, TB, E)
+        keys = keys.view(members, steps, 1, batch, -1).transpose(0, 1)      # (T, M, 1, B, E)
+        null_key = (key_b * scale).unsqueeze(-1)                            # (M, nh*dk, 1)
+
+        # Values averaged over heads, composed with each unit's input-to-hidden weights:
+        # unit k's input is a_real * W_k v(x_t) + a_null * W_k v(0), with v(x) = W_v x + v(0),
+        # so one group matmul of [a_real * x_t, a_real + a_null] with [W_k W_v; W_k v(0)]
+        # per step gives it, and no (T, B, Kt, gates) tensor of projected inputs is built.
+        w_ih = self.rnn.ih.weight.view(members, units, dv, gate_size)
+        v_weight = value_w.view(members, -1, heads, dv).mean(2)             # (M, D, dv)
+        v_bias = value_b.view(members, 1, heads, dv).mean(2, keepdim=True)  # (M, 1, 1, dv)
+        w_in = torch.matmul(torch.cat([v_weight, v_bias[:, 0]], 1).unsqueeze(1), w_ih)
+        w_in = w_in.view(groups, -1, gate_size)                             # (MK, D+1, G)
+        x_steps = x.view(-1, steps, 1, batch, x.shape[-1]).unbind(1)       # (M|1, 1, B, D)
+
+        # h -> (hidden gates | input-attention query) in one group matmul.
+        hh_bias = self.rnn.hh.bias
+        if self.is_lstm:  # the LSTM sums both biases; the GRU needs b_ih apart (gate n)
+            hh_bias = hh_bias + self.rnn.ih.bias
+        w_hq = torch.cat([self.rnn.hh.weight, self.query.weight], dim=2)
+        b_hq = torch.cat([hh_bias, self.query.bias], dim=1).unsqueeze(1)
+        ih_bias = self.rnn.ih.bias.unsqueeze(1)  # the GRU adds it apart from gate n's h-part
+
+        c_heads, c_dq, c_dv = self.num_comm_heads, self.comm_key_size, self.comm_value_size
+        q_scale = 1.0 / math.sqrt(c_dq)  # folded into the query map
+        w_comm = torch.cat([self.comm_query.weight * q_scale, self.comm_key.weight,
+                            self.comm_value.weight], dim=2)
+        b_comm = torch.cat([self.comm_query.bias * q_scale, self.comm_key.bias,
+                            self.comm_value.bias], dim=1).unsqueeze(1)
+        comm_split = [c_heads * c_dq, c_heads * c_dq, c_heads * c_dv]
+        out_bias = self.comm_output.bias.unsqueeze(1)
+
+        # Dropout masks do not depend on the state: draw every step's at once.
+        keep = self._dropout_scales(self.input_dropout, x,
+                                    (steps, 2, members, units, batch))
+        comm_keep = self._dropout_scales(self.comm_dropout, x,
+                                         (steps, members, units, units, batch, c_heads))
+
+        select = self._selector(x)
+        h = state[0]
+        c = state[1] if self.is_lstm else None
+        outputs, masks = [], []
+        for keys_t, x_t, keep_t, comm_keep_t in zip(keys.unbind(0), x_steps, keep, comm_keep):
+            hq = torch.baddbmm(b_hq, h, w_hq)                              # (MK, B, G+nh*dk)
+            gh, query = hq.split([gate_size, heads * dk], dim=2)
+            query = query.reshape(members, units * batch, -1)
+            real = (query.view(members, units, batch, -1) * keys_t).sum(-1)  # (M, K, B)
+            null = torch.bmm(query, null_key).view(members, units, batch)
+            p_real = torch.sigmoid(real - null)  # softmax over {real, null}
+            mask = select(real)
+            a_real = p_real * mask
+            if keep_t is None:
+                a_bias = mask  # a_real + a_null, the weights of the two rows, sum to 1
+            else:
+                a_null = (mask - a_real) * keep_t[1]
+                a_real = a_real * keep_t[0]
+                a_bias = a_real + a_null
+            inputs = torch.cat([a_real.unsqueeze(-1) * x_t, a_bias.unsqueeze(-1)], dim=-1)
+            inputs = inputs.view(groups, batch, -1)                        # (MK, B, D+1)
+            mask3 = mask.view(groups, batch, 1)
+            if self.is_lstm:
+                h_new, c_new = lstm_update(torch.baddbmm(gh, inputs, w_in), c)
+            else:
+                h_new = gru_update(torch.baddbmm(ih_bias, inputs, w_in), gh, h)
+
+            # No gradient flows back through inactive units' new states.
+            h_new = torch.lerp(h_new.detach(), h_new, mask3)
+            # Communication: with few units, broadcasting over (query unit, key unit) beats
+            # batched matmuls of tiny (K x K) blocks.
+            q, k, v = torch.baddbmm(b_comm, h_new, w_comm).split(comm_split, dim=2)
+            q, k, v = (t.view(members, units, batch, c_heads, -1) for t in (q, k, v))
+            scores = (q.unsqueeze(2) * k.unsqueeze(1)).sum(-1)           # (M, Kq, Kk, B, nh)
+            attn = scores.softmax(2)
+            if comm_keep_t is not None:
+                attn = attn * comm_keep_t
+            context = (attn.unsqueeze(-1) * v.unsqueeze(1)).sum(2).view(groups, batch, -1)
+            h_comm = torch.baddbmm(h_new + out_bias, context, self.comm_output.weight)
+
+            # Sparse update; lerp with weight 0 returns the old state bit for bit.
+            h = torch.lerp(h, h_comm, mask3)
+            if self.is_lstm:
+                c = torch.lerp(c, c_new, mask3)
+            outputs.append(h)
+            if return_mask:
+                masks.append(mask.bool())
+        return outputs, ([h, c] if self.is_lstm else [h]), masks
+
+
+class RIMCell(RIMScan):
     r"""One step of a Recurrent Independent Mechanisms layer.
 
     At each step the input ``x`` and a null (all-zero) input are read through an input
@@ -135,9 +297,14 @@ class RIMCell(nn.Module):
         self.comm_output = GroupLinear(num_comm_heads * comm_value_size, hidden_size,
                                        num_units, **factory)
 
-    @property
-    def is_lstm(self) -> bool:
-        return self.cell == "lstm"
+    num_members = 1
+
+    def _input_maps(self):
+        return (self.key.weight.t().unsqueeze(0), self.key.bias.unsqueeze(0),
+                self.value.weight.t().unsqueeze(0), self.value.bias.unsqueeze(0))
+
+    def _member_ks(self) -> tuple[int, ...]:
+        return (self.k,)
 
     def extra_repr(self) -> str:
         return (f"{self.input_size}, {self.hidden_size}, num_units={self.num_units}, "
@@ -155,12 +322,12 @@ class RIMCell(nn.Module):
             hx = (zeros, zeros) if self.is_lstm else zeros
         states = self._unpack_state(hx, shape, input.dtype)
         # The scan works units-first: (K, B, H).
-        outs, final, masks = self.scan(input.unsqueeze(0),
+        outs, final, masks = self.scan(input.view(1, 1, batch, -1),
                                        [s.transpose(0, 1).contiguous() for s in states],
                                        return_mask)
         new = tuple(s.transpose(0, 1) for s in final)
         new = new if self.is_lstm else new[0]
-        return (new, masks[0].t()) if return_mask else new
+        return (new, masks[0][0].t()) if return_mask else new
 
     def _unpack_state(self, hx, shape, dtype) -> list[Tensor]:
         if self.is_lstm:
@@ -179,124 +346,74 @@ class RIMCell(nn.Module):
                 raise TypeError(f"{name} must have the input's dtype {dtype}, got {s.dtype}")
         return list(hx)
 
-    def _dropout_scales(self, p: float, like: Tensor, shape: tuple) -> list:
-        """Per-step dropout factors (0 or 1/(1-p)), or ``None`` per step when inactive."""
-        if not self.training or p == 0:
-            return [None] * shape[0]
-        keep = torch.rand(shape, device=like.device, dtype=like.dtype) >= p
-        return (keep.to(like.dtype) / (1 - p)).unbind(0)
 
-    def scan(self, x: Tensor, state: list[Tensor], return_mask: bool = False):
-        """Run the cell over a sequence; the building block of ``RIM``.
+class RIMStack(nn.Module):
+    """Layers and directions of RIM cells over ``M`` models at once (``M = 1`` for
+    :class:`RIM`); subclasses set ``cells``, the sizes, ``num_members`` and check inputs."""
+
+    num_members: int
+
+    def _check_states(self, hx, expected: tuple, like: Tensor) -> list[Tensor]:
+        """``hx`` (``(h, c)`` or ``h``) as a list, each checked to be ``expected`` and of
+        ``like``'s dtype; zeros when ``hx`` is None."""
+        if hx is None:
+            zeros = like.new_zeros(expected)
+            return [zeros, zeros] if self.cell == "lstm" else [zeros]
+        if self.cell == "lstm":
+            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+                raise TypeError("hx must be a tuple (h_0, c_0) for cell='lstm', "
+                                f"got {type(hx).__name__}")
+            named = list(zip(("hx[0]", "hx[1]"), hx))
+        else:
+            if not isinstance(hx, Tensor):
+                raise TypeError(f"hx must be a tensor h_0 for cell='gru', got {type(hx).__name__}")
+            named = [("hx", hx)]
+        for name, s in named:
+            check_float_tensor(name, s)
+            check_shape(name, s, expected)
+            if s.dtype != like.dtype:
+                raise TypeError(f"{name} must have the input's dtype {like.dtype}, got {s.dtype}")
+        return [s for _, s in named]
+
+    def _run_layers(self, x: Tensor, states: list[Tensor], return_mask: bool):
+        r"""Every layer and direction over ``x``.
 
         Args:
-            x: :math:`(T, B, D)`, already validated.
-            state: ``[h]`` or ``[h, c]``, each units-first :math:`(K_t, B, H)`.
-            return_mask: collect each step's activation mask.
+            x: :math:`(M, T, B, D)`, or :math:`(1, T, B, D)` read by every member.
+            states: ``[h_0]`` or ``[h_0, c_0]``, each :math:`(M, L \cdot dirs, B, K_t H)`.
 
-        Returns:
-            ``(outputs, final_state, masks)``: ``outputs`` a list of ``T`` tensors
-            :math:`(K_t, B, H)`, ``final_state`` like ``state``, ``masks`` a list of ``T``
-            bool tensors :math:`(K_t, B)` (empty unless ``return_mask``).
+        Returns: output :math:`(M, T, B, dirs \cdot K_t H)`, ``[h_n(, c_n)]`` like
+        ``states``, and the mask :math:`(M, T, B, L \cdot dirs, K_t)` (``None`` unless
+        ``return_mask``).
         """
-        steps, batch, _ = x.shape
-        units = self.num_units
-        heads, dk, dv = self.num_input_heads, self.input_key_size, self.input_value_size
-        gate_size = self.rnn.num_gates * self.hidden_size
-
-        # Input attention: keys of every step at once, pre-scaled so that a dot product
-        # with a query is the head-averaged scaled score. The null row's key is the bias.
-        scale = 1.0 / (heads * math.sqrt(dk))
-        keys = F.linear(x, self.key.weight, self.key.bias).mul_(scale)     # (T, B, nh*dk)
-        null_key = self.key.bias * scale                                    # (nh*dk,)
-
-        # Values averaged over heads, composed with each unit's input-to-hidden weights:
-        # proj[t][:, k] = W_k v(x_t) (without b_ih), for all t and k in one matmul.
-        w_ih = self.rnn.ih.weight                                           # (K, dv, G)
-        v_weight = self.value.weight.view(heads, dv, -1).mean(0)            # (dv, D)
-        v_bias = self.value.bias.view(heads, dv).mean(0)                    # (dv,)
-        w_x = torch.matmul(v_weight.t(), w_ih)                              # (K, D, G)
-        w_x = w_x.permute(1, 0, 2).reshape(self.input_size, units * gate_size)
-        proj_null = torch.matmul(v_bias, w_ih)                              # (K, G) = W_k v(0)
-        proj = torch.addmm(proj_null.view(-1), x.reshape(steps * batch, -1), w_x)
-        proj = proj.view(steps, batch, units, gate_size)
-        proj_null = proj_null.unsqueeze(1)
-
-        # h -> (hidden gates | input-attention query) in one group matmul.
-        hh_bias = self.rnn.hh.bias
-        if self.is_lstm:  # the LSTM sums both biases; the GRU needs b_ih apart (gate n)
-            hh_bias = hh_bias + self.rnn.ih.bias
-        w_hq = torch.cat([self.rnn.hh.weight, self.query.weight], dim=2)
-        b_hq = torch.cat([hh_bias, self.query.bias], dim=1).unsqueeze(1)
-        ih_bias = self.rnn.ih.bias.unsqueeze(1)  # the GRU adds it apart from gate n's h-part
-
-        c_heads, c_dq, c_dv = self.num_comm_heads, self.comm_key_size, self.comm_value_size
-        q_scale = 1.0 / math.sqrt(c_dq)  # folded into the query map
-        w_comm = torch.cat([self.comm_query.weight * q_scale, self.comm_key.weight,
-                            self.comm_value.weight], dim=2)
-        b_comm = torch.cat([self.comm_query.bias * q_scale, self.comm_key.bias,
-                            self.comm_value.bias], dim=1).unsqueeze(1)
-        comm_split = [c_heads * c_dq, c_heads * c_dq, c_heads * c_dv]
-        out_bias = self.comm_output.bias.unsqueeze(1)
-
-        # Dropout masks do not depend on the state: draw every step's at once.
-        keep = self._dropout_scales(self.input_dropout, x, (steps, 2, units, batch))
-        comm_keep = self._dropout_scales(self.comm_dropout, x,
-                                         (steps, units, units, batch, c_heads))
-
-        h = state[0]
-        c = state[1] if self.is_lstm else None
-        outputs, masks = [], []
-        for keys_t, proj_t, keep_t, comm_keep_t in zip(keys.unbind(0), proj.unbind(0), keep,
-                                                       comm_keep):
-            hq = torch.baddbmm(b_hq, h, w_hq)                              # (K, B, G+nh*dk)
-            gh, query = hq.split([gate_size, heads * dk], dim=2)
-            real = (query * keys_t).sum(-1)                                # (K, B)
-            p_real = torch.sigmoid(real - query @ null_key)  # softmax over {real, null}
-            if self.k < units:
-                top = real.topk(self.k, dim=0).indices
-                mask = torch.zeros_like(real).scatter_(0, top, 1.0)
-            else:
-                mask = torch.ones_like(real)
-            a_real = p_real * mask
-            if keep_t is None:
-                a_null = mask - a_real
-            else:
-                a_null = (mask - a_real) * keep_t[1]
-                a_real = a_real * keep_t[0]
-            a_real, a_null, mask3 = a_real.unsqueeze(-1), a_null.unsqueeze(-1), mask.unsqueeze(-1)
-            proj_t = proj_t.transpose(0, 1)                                # (K, B, G)
-            if self.is_lstm:
-                gates = torch.baddbmm(torch.addcmul(gh, a_real, proj_t), a_null, proj_null)
-                h_new, c_new = lstm_update(gates, c)
-            else:
-                gx = torch.baddbmm(torch.addcmul(ih_bias, a_real, proj_t), a_null, proj_null)
-                h_new = gru_update(gx, gh, h)
-
-            # No gradient flows back through inactive units' new states.
-            h_new = torch.lerp(h_new.detach(), h_new, mask3)
-            # Communication: with few units, broadcasting over (query unit, key unit) beats
-            # batched matmuls of tiny (K x K) blocks.
-            q, k, v = torch.baddbmm(b_comm, h_new, w_comm).split(comm_split, dim=2)
-            q, k, v = (t.view(units, batch, c_heads, -1) for t in (q, k, v))
-            scores = (q.unsqueeze(1) * k).sum(-1)                         # (Kq, Kk, B, nh)
-            attn = scores.softmax(1)
-            if comm_keep_t is not None:
-                attn = attn * comm_keep_t
-            context = (attn.unsqueeze(-1) * v).sum(1).view(units, batch, -1)
-            h_comm = torch.baddbmm(h_new + out_bias, context, self.comm_output.weight)
-
-            # Sparse update; lerp with weight 0 returns the old state bit for bit.
-            h = torch.lerp(h, h_comm, mask3)
-            if self.is_lstm:
-                c = torch.lerp(c, c_new, mask3)
-            outputs.append(h)
-            if return_mask:
-                masks.append(mask.bool())
-        return outputs, ([h, c] if self.is_lstm else [h]), masks
+        members, units, hidden = self.num_members, self.num_units, self.hidden_size
+        _, steps, batch, _ = x.shape
+        finals, masks = [], []
+        for layer in range(self.num_layers):
+            layer_outputs = []
+            for direction in range(self.num_directions):
+                index = layer * self.num_directions + direction
+                state = [s[:, index].reshape(members, batch, units, hidden).transpose(1, 2)
+                         .reshape(members * units, batch, hidden) for s in states]
+                seq = x.flip(1) if direction else x
+                outs, final, step_masks = self.cells[index].scan(seq, state, return_mask)
+                out = torch.stack(outs).view(steps, members, units, batch, hidden)
+                if direction:
+                    out = out.flip(0)
+                    step_masks = step_masks[::-1]
+                layer_outputs.append(out.permute(1, 0, 3, 2, 4).reshape(members, steps, batch, -1))
+                finals.append([f.view(members, units, batch, hidden).transpose(1, 2)
+                               .reshape(members, batch, -1) for f in final])
+                if return_mask:                                            # (M, T, B, K)
+                    masks.append(torch.stack(step_masks, 1).transpose(2, 3))
+            x = torch.cat(layer_outputs, dim=-1) if self.bidirectional else layer_outputs[0]
+            if self.dropout > 0 and self.training and layer < self.num_layers - 1:
+                x = F.dropout(x, self.dropout)
+        h_n = [torch.stack([f[i] for f in finals], 1) for i in range(len(states))]
+        return x, h_n, (torch.stack(masks, dim=3) if return_mask else None)
 
 
-class RIM(nn.Module):
+class RIM(RIMStack):
     r"""A multi-layer Recurrent Independent Mechanisms network, used like ``nn.LSTM``.
 
     Each layer (and direction) is a :class:`RIMCell` of ``num_units`` units of size
@@ -350,6 +467,7 @@ class RIM(nn.Module):
         self.batch_first = batch_first
         self.dropout = dropout
         self.num_directions = 2 if bidirectional else 1
+        self.num_members = 1
         layer_out = self.num_directions * num_units * hidden_size
         self.cells = nn.ModuleList(
             RIMCell(input_size if layer == 0 else layer_out, hidden_size, num_units, k,
@@ -378,29 +496,9 @@ class RIM(nn.Module):
             raise ValueError("input must have at least one time step, got seq_len=0")
         states = self._initial_states(hx, x, batched)
 
-        units, hidden = self.num_units, self.hidden_size
-        finals, masks = [], []
-        for layer in range(self.num_layers):
-            layer_outputs = []
-            for direction in range(self.num_directions):
-                index = layer * self.num_directions + direction
-                state = [s[index].view(batch, units, hidden).transpose(0, 1).contiguous()
-                         for s in states]
-                seq = x.flip(0) if direction else x
-                outs, final, step_masks = self.cells[index].scan(seq, state, return_mask)
-                out = torch.stack(outs)                                     # (T, K, B, H)
-                if direction:
-                    out = out.flip(0)
-                    step_masks = step_masks[::-1]
-                layer_outputs.append(out.permute(0, 2, 1, 3).reshape(steps, batch, -1))
-                finals.append([f.transpose(0, 1).reshape(batch, -1) for f in final])
-                if return_mask:
-                    masks.append(torch.stack(step_masks).transpose(1, 2))  # (T, B, K)
-            x = torch.cat(layer_outputs, dim=-1) if self.bidirectional else layer_outputs[0]
-            if self.dropout > 0 and self.training and layer < self.num_layers - 1:
-                x = F.dropout(x, self.dropout)
-
-        h_n = [torch.stack([f[i] for f in finals]) for i in range(len(states))]
+        out, h_n, mask = self._run_layers(x.unsqueeze(0),
+                                          [s.unsqueeze(0) for s in states], return_mask)
+        x, h_n = out[0], [s[0] for s in h_n]
         if not batched:
             h_n = [s.squeeze(1) for s in h_n]
             x = x.squeeze(1)
@@ -409,7 +507,7 @@ class RIM(nn.Module):
         h_n = tuple(h_n) if self.cell == "lstm" else h_n[0]
         if not return_mask:
             return x, h_n
-        mask = torch.stack(masks, dim=2)                                    # (T, B, L*dirs, K)
+        mask = mask[0]                                                      # (T, B, L*dirs, K)
         if not batched:
             mask = mask.squeeze(1)
         elif self.batch_first:
@@ -417,27 +515,8 @@ class RIM(nn.Module):
         return x, h_n, mask
 
     def _initial_states(self, hx, x: Tensor, batched: bool) -> list[Tensor]:
-        batch = x.shape[1]
         layers = self.num_layers * self.num_directions
         width = self.num_units * self.hidden_size
-        if hx is None:
-            zeros = x.new_zeros(layers, batch, width)
-            return [zeros, zeros] if self.cell == "lstm" else [zeros]
-        if self.cell == "lstm":
-            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-                raise TypeError("hx must be a tuple (h_0, c_0) for cell='lstm', "
-                                f"got {type(hx).__name__}")
-            named = list(zip(("hx[0]", "hx[1]"), hx))
-        else:
-            if not isinstance(hx, Tensor):
-                raise TypeError(f"hx must be a tensor h_0 for cell='gru', got {type(hx).__name__}")
-            named = [("hx", hx)]
-        expected = (layers, batch, width) if batched else (layers, width)
-        states = []
-        for name, s in named:
-            check_float_tensor(name, s)
-            check_shape(name, s, expected)
-            if s.dtype != x.dtype:
-                raise TypeError(f"{name} must have the input's dtype {x.dtype}, got {s.dtype}")
-            states.append(s if batched else s.unsqueeze(1))
-        return states
+        expected = (layers, x.shape[1], width) if batched else (layers, width)
+        states = self._check_states(hx, expected, x)
+        return states if batched else [s.unsqueeze(1) for s in states]
