@@ -33,7 +33,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     path, table = run_and_tabulate(parser, args, lambda: task_spec(
         args.task, args.preset, grid_variants(args.task, args.kt, args.cells), args.seeds,
-        args.name or f"grid-{args.task}-{args.preset}", args.data_dir, asha=args.grid_asha))
+        args.name or f"grid-{args.task}-{args.preset}", args.data_dir, asha=args.grid_asha,
+        pack=args.pack))
     print(f"\nresults: {path}\n\n{table}")
     return 0
 

@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     path, table = run_and_tabulate(parser, args, lambda: study_spec(
         args.task, args.preset, ks=args.ka, seeds=args.seeds, name=args.name,
-        data_dir=args.data_dir, asha=args.asha))
+        data_dir=args.data_dir, asha=args.asha, pack=args.pack))
     print(f"\nresults: {path}\n\n{table}")
     return 0
 

@@ -31,7 +31,7 @@ def test_one_epoch_reports_every_metric(mnist_dir, model):
 
 def test_learns_the_synthetic_task(mnist_dir):
     trainable = MnistTrainable(config=config(mnist_dir, model="lstm", train_size=14,
-                                             lr=1e-2))
+                                             lr=1e-2, grad_clip=None))
     results = [trainable.train() for _ in range(5)]
     assert results[-1]["train_loss"] < results[0]["train_loss"]
     assert results[-1]["accuracy"] > 0.3  # chance is 0.1
@@ -61,12 +61,51 @@ def test_checkpoint_restore_continues_where_it_stopped(mnist_dir, tmp_path):
         assert resumed[key] == expected[key], key
 
 
-def test_nan_loss_ends_the_trial_with_a_clear_error(mnist_dir, monkeypatch):
-    trainable = MnistTrainable(config=config(mnist_dir))
-    monkeypatch.setattr(trainable.model.classifier, "forward",
-                        lambda x: torch.full((x.shape[0], 10), float("nan")))
-    with pytest.raises(FloatingPointError, match=r"loss is nan at epoch 1, batch 0 .*lr="):
+def test_nan_loss_ends_the_trial_naming_the_member(mnist_dir, monkeypatch):
+    trainable = MnistTrainable(config=config(mnist_dir, seed=[3, 4]))
+    forward = trainable.model.classifier.forward
+
+    def poisoned(x):  # member 1's logits become nan
+        out = forward(x)                                                   # (B, M, 10)
+        return torch.cat([out[:, :1], torch.full_like(out[:, 1:], float("nan"))], dim=1)
+
+    monkeypatch.setattr(trainable.model.classifier, "forward", poisoned)
+    with pytest.raises(FloatingPointError, match=r"loss is nan at epoch 1, batch 0 for "
+                       r"member 1 \(model=rim, Kt=4, Ka=2, seed=4, lr=0.003\)"):
         trainable.step()
+
+
+@pytest.mark.parametrize("model", ["rim", "lstm"])
+def test_a_pack_trains_each_member_as_if_alone(mnist_dir, model):
+    """Packed members (own init, data order, clipping and Adam state) follow the same
+    trajectory as single-model trials with their seeds."""
+    no_dropout = dict(input_dropout=0.0, comm_dropout=0.0, grad_clip=0.05)
+    packed = MnistTrainable(config=config(mnist_dir, model=model, seed=[0, 1], **no_dropout))
+    alone = [MnistTrainable(config=config(mnist_dir, model=model, seed=s, **no_dropout))
+             for s in (0, 1)]
+    for _ in range(2):
+        result = packed.train()
+        for member, trainable in enumerate(alone):
+            single = trainable.train()
+            for key in ("train_loss", "accuracy_7", "accuracy_9", "accuracy_12"):
+                assert result[f"m{member}/{key}"] == pytest.approx(single[key], abs=1e-5), key
+    assert result["accuracy"] == pytest.approx(
+        (result["m0/accuracy_7"] + result["m1/accuracy_7"]) / 2)
+    for member, trainable in enumerate(alone):
+        unpacked = packed.model.unpack()[member]
+        for (name, a), (_, b) in zip(unpacked.named_parameters(),
+                                     trainable.model.unpack()[0].named_parameters()):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_members_are_every_ka_and_seed(mnist_dir):
+    trainable = MnistTrainable(config=config(mnist_dir, k=[1, 3], seed=[5, 6]))
+    assert trainable.members == [{"k": 1, "seed": 5}, {"k": 1, "seed": 6},
+                                 {"k": 3, "seed": 5}, {"k": 3, "seed": 6}]
+    assert trainable.model.memory.ks == (1, 1, 3, 3)
+    result = trainable.train()
+    assert {f"m{i}/accuracy_9" for i in range(4)} <= set(result)
+    assert result["samples_per_s"] > 0
 
 
 def test_bad_config_keys_are_named():
@@ -74,3 +113,8 @@ def test_bad_config_keys_are_named():
         resolve_config({"hiden_size": 3})
     with pytest.raises(ValueError, match=r"config\['num_units'\] must be a positive int"):
         resolve_config({"num_units": 0})
+    with pytest.raises(ValueError, match=r"config\['seed'\] must be an int >= 0 or a "
+                       r"non-empty list of them, got \[0, -1\]"):
+        resolve_config({"seed": [0, -1]})
+    with pytest.raises(ValueError, match=r"config\['grad_clip'\] must be a positive number"):
+        resolve_config({"grad_clip": -1})

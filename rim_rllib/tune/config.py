@@ -1,5 +1,10 @@
 """A trial's config as the study runner builds it: base keys plus one ``variant`` dict
-(model / Kt / Ka / cell) from the grid. Trainables and the results export read it flat."""
+(model / Kt / Ka / cell) from the grid. Trainables and the results export read it flat.
+
+A trial may train a *pack* of models (see :func:`rim_rllib.pack`): ``seed`` and, for
+RIMs, ``k`` may then be lists, and the trial's members are every ``k`` x every ``seed``,
+in that order (:func:`pack_members`).
+"""
 
 
 def flat_config(config: dict) -> dict:
@@ -7,3 +12,15 @@ def flat_config(config: dict) -> dict:
     flat = {key: value for key, value in config.items() if key != "variant"}
     flat.update(config.get("variant", {}))
     return flat
+
+
+def as_list(value) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def pack_members(config: dict, model_key: str = "model") -> list[dict]:
+    """The models a trial trains, in pack order: ``{"k": Ka, "seed": seed}`` for every
+    ``k`` (``None`` for the LSTM baseline) and every ``seed`` of ``config``."""
+    cfg = flat_config(config)
+    ks = as_list(cfg.get("k")) if cfg.get(model_key, "rim") == "rim" else [None]
+    return [{"k": k, "seed": seed} for k in ks for seed in as_list(cfg.get("seed", 0))]

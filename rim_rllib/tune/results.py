@@ -1,21 +1,23 @@
 """A study's results as one parquet file with a fixed, versioned schema.
 
-Schema version 1, one row per trial x evaluation (image size or environment) x reported
-iteration:
+Schema version 2, one row per model x evaluation (image size or environment) x reported
+iteration; a model is a trial's pack member (a trial may train several models as one pack,
+see :func:`rim_rllib.pack`), so ``(trial_id, member)`` names a model:
 
 ================  ========  ==============================================================
 column            type      meaning
 ================  ========  ==============================================================
-schema_version    int32     1
+schema_version    int32     2
 study             string    the study's name
 trial_id          string    Tune's trial id
+member            int32     the model's index in its trial's pack (0 when unpacked)
 task              string    ``mnist`` or ``minigrid``
 model             string    ``rim`` or ``lstm``
 cell              string    RIM unit type (``lstm``/``gru``), null for the LSTM baseline
 Kt                int32     RIM units (the LSTM baseline's hidden is Kt * hidden_size)
-Ka                int32     active RIM units, null for the LSTM baseline
+Ka                int32     the model's active RIM units, null for the LSTM baseline
 hidden_size       int32     hidden size per unit
-seed              int32     the trial's seed
+seed              int32     the model's seed
 train_on          string    training image size (``"14"``) or environment id
 eval_on           string    evaluation image size or environment id
 metric            string    ``accuracy`` (MNIST test accuracy), ``return`` (MiniGrid
@@ -33,8 +35,9 @@ status            string    the trial's Tune status (TERMINATED, ERROR, PENDING,
 config_json       string    the trial's full config, JSON
 ================  ========  ==============================================================
 
-The file is written to a temporary name and renamed, so a crash never leaves half a file,
-and exporting again rewrites it from the experiment directory (idempotent).
+Version 1 files (no ``member`` column, one model per trial) are read as member 0. The file
+is written to a temporary name and renamed, so a crash never leaves half a file, and
+exporting again rewrites it from the experiment directory (idempotent).
 """
 
 import json
@@ -50,11 +53,12 @@ import pyarrow.parquet as pq
 from ray.tune import ExperimentAnalysis
 
 from rim_rllib.atomic import atomic_write
-from rim_rllib.tune.config import flat_config
+from rim_rllib.tune.config import flat_config, pack_members
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = pa.schema([
     ("schema_version", pa.int32()), ("study", pa.string()), ("trial_id", pa.string()),
+    ("member", pa.int32()),
     ("task", pa.string()), ("model", pa.string()), ("cell", pa.string()),
     ("Kt", pa.int32()), ("Ka", pa.int32()), ("hidden_size", pa.int32()),
     ("seed", pa.int32()), ("train_on", pa.string()), ("eval_on", pa.string()),
@@ -73,54 +77,56 @@ class TaskLayout:
     train_on: Callable[[dict], str]      # the training size / environment of a config
     budget_column: str                   # reported column counting the budget spent
     budget_unit: str
-    metrics: tuple[tuple[re.Pattern, str], ...]  # (column pattern with the eval, metric)
+    # (column pattern, metric): group "member" (absent: member 0) and group "eval"
+    metrics: tuple[tuple[re.Pattern, str], ...]
 
 
 TASKS = {
     "mnist": TaskLayout("model", lambda cfg: str(cfg.get("train_size")), "epoch", "epoch",
-                        ((re.compile(r"^accuracy_(\d+)$"), "accuracy"),)),
+                        ((re.compile(r"^m(?P<member>\d+)/accuracy_(?P<eval>\d+)$"),
+                          "accuracy"),)),
     "minigrid": TaskLayout("memory", lambda cfg: cfg.get("env"), "frames", "frame",
-                           ((re.compile(r"^return/(.+)$"), "return"),
-                            (re.compile(r"^(train)_return$"), "train_return"))),
+                           ((re.compile(r"^return/(?P<eval>.+)$"), "return"),
+                            (re.compile(r"^(?P<eval>train)_return$"), "train_return"))),
 }
 
 
 def trial_rows(study: str, task: str, trial_id: str, status: str, config: dict,
                progress: pd.DataFrame) -> list[dict]:
-    """Rows of one trial from its progress (one Tune result per row of ``progress``)."""
+    """Rows of one trial's models from its progress (one Tune result per row of
+    ``progress``)."""
     layout = TASKS[task]
     cfg = flat_config(config)
     model = cfg.get(layout.model_key, "rim")
     is_rim = model == "rim"
     train_on = layout.train_on(cfg)
+    members = pack_members(cfg, layout.model_key)
     base = dict(schema_version=SCHEMA_VERSION, study=study, trial_id=trial_id, task=task,
                 model=model, cell=cfg.get("cell", "lstm") if is_rim else None,
-                Kt=cfg.get("num_units"), Ka=cfg.get("k") if is_rim else None,
-                hidden_size=cfg.get("hidden_size"), seed=cfg.get("seed"), train_on=train_on,
-                budget_unit=layout.budget_unit, status=status,
+                Kt=cfg.get("num_units"), hidden_size=cfg.get("hidden_size"),
+                train_on=train_on, budget_unit=layout.budget_unit, status=status,
                 config_json=json.dumps(cfg, sort_keys=True, default=str))
+    bases = [base | dict(member=i, Ka=m["k"], seed=m["seed"]) for i, m in enumerate(members)]
     if progress.empty:
-        return [base | dict(eval_on=None, metric=None, value=None, iteration=None,
-                            budget=None, final=False, wall_time_s=None)]
+        return [b | dict(eval_on=None, metric=None, value=None, iteration=None,
+                         budget=None, final=False, wall_time_s=None) for b in bases]
     # A retried trial re-reports iterations after its restore: keep the latest of each.
     progress = progress.drop_duplicates("training_iteration", keep="last")
     last = progress["training_iteration"].max()
+    matches = [(column, int(match.groupdict().get("member") or 0), match["eval"], metric)
+               for column in progress.columns for pattern, metric in layout.metrics
+               if (match := pattern.match(column))]
     rows = []
     for _, result in progress.iterrows():
-        for column in progress.columns:
-            for pattern, metric in layout.metrics:
-                match = pattern.match(column)
-                if not match or pd.isna(result[column]):
-                    continue
-                eval_on = train_on if match.group(1) == "train" else match.group(1)
-                rows.append(base | dict(
-                    eval_on=eval_on, metric=metric, value=float(result[column]),
-                    iteration=int(result["training_iteration"]),
-                    budget=float(result.get(layout.budget_column,
-                                            result["training_iteration"])),
-                    final=bool(result["training_iteration"] == last
-                               and status == "TERMINATED"),
-                    wall_time_s=float(result.get("time_total_s", float("nan")))))
+        for column, member, eval_on, metric in matches:
+            if pd.isna(result[column]):
+                continue
+            rows.append(bases[member] | dict(
+                eval_on=train_on if eval_on == "train" else eval_on, metric=metric,
+                value=float(result[column]), iteration=int(result["training_iteration"]),
+                budget=float(result.get(layout.budget_column, result["training_iteration"])),
+                final=bool(result["training_iteration"] == last and status == "TERMINATED"),
+                wall_time_s=float(result.get("time_total_s", float("nan")))))
     return rows
 
 
@@ -161,6 +167,8 @@ def read_results(location: str | os.PathLike) -> pd.DataFrame:
         if not location.is_file():
             raise FileNotFoundError(f"no results parquet at {location}")
     table = pq.read_table(location)
+    if "member" not in table.column_names:  # schema version 1: one model per trial
+        table = table.add_column(3, "member", pa.array([0] * len(table), pa.int32()))
     missing = set(SCHEMA.names) - set(table.column_names)
     if missing:
         raise ValueError(f"{location} lacks columns {sorted(missing)} of results schema "

@@ -2,7 +2,10 @@
 parquet out.
 
 A study is a grid of *variants* (model / Kt / Ka / cell, the LSTM baseline being one
-more variant) crossed with seeds, on a base config, for a budget of iterations. It runs on
+more variant) crossed with seeds, on a base config, for a budget of iterations. Trainables
+that train packs (:func:`rim_rllib.pack`) get several of these models per trial: every seed
+of a variant (``pack="seeds"``), or every Ka and seed of a model / Kt / cell
+(``pack="sweep"``). It runs on
 a local Ray instance sized to the machine by default, or on a cluster with ``--address``;
 ``--resume`` continues an interrupted study from its directory under ``--storage``.
 """
@@ -24,6 +27,9 @@ from rim_rllib.mnist_data import MnistError
 from rim_rllib.tune.results import export_results, is_uri
 
 
+PACKINGS = ("none", "seeds", "sweep")
+
+
 @dataclass
 class StudySpec:
     """What to run. ``variants`` are config overrides, each crossed with every seed."""
@@ -42,8 +48,12 @@ class StudySpec:
     gpus_per_trial: float = 0.25  # used only where the cluster has GPUs
     max_failures: int = 2
     preflight: Callable[[], object] | None = None  # checks inputs in the driver first
+    pack: str = "none"  # models per trial: "none" (one), "seeds", "sweep" (see above)
 
     def __post_init__(self):
+        if self.pack not in PACKINGS:
+            raise ValueError(f"study {self.name!r}: pack must be one of {list(PACKINGS)}, "
+                             f"got {self.pack!r}")
         if not self.variants:
             raise ValueError(f"study {self.name!r}: variants is empty; nothing to run")
         if not self.seeds:
@@ -52,8 +62,30 @@ class StudySpec:
             raise ValueError(f"study {self.name!r}: iterations must be >= 1, "
                              f"got {self.iterations}")
 
+    def trial_grid(self) -> tuple[list[dict], list]:
+        """The variants and seed values Tune crosses into trials; with packing a seed
+        value is the list of every seed, and with ``"sweep"`` a RIM variant's ``k`` the
+        list of every Ka of its model / Kt / cell."""
+        if self.pack == "none":
+            return self.variants, self.seeds
+        if self.pack == "seeds":
+            return self.variants, [self.seeds]
+        merged: dict[tuple, dict] = {}
+        for variant in self.variants:
+            if "k" not in variant:
+                merged[tuple(sorted(variant.items()))] = variant
+                continue
+            rest = tuple(sorted((key, v) for key, v in variant.items() if key != "k"))
+            merged.setdefault(rest, dict(variant, k=[]))["k"].append(variant["k"])
+        return list(merged.values()), [self.seeds]
+
     @property
     def num_trials(self) -> int:
+        variants, seeds = self.trial_grid()
+        return len(variants) * len(seeds)
+
+    @property
+    def num_models(self) -> int:
         return len(self.variants) * len(self.seeds)
 
 
@@ -70,6 +102,10 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--asha", action="store_true", help="early-stop with ASHA")
     parser.add_argument("--seeds", type=int, nargs="+", default=None,
                         help="seeds (default: the preset's)")
+    parser.add_argument("--pack", choices=PACKINGS, default=None,
+                        help="models per trial: every seed of a variant ('seeds'), every "
+                             "Ka and seed of a model/Kt/cell ('sweep'), or one ('none'); "
+                             "default: the preset's (MNIST 'seeds', MiniGrid 'none')")
     parser.add_argument("--max-concurrent", type=int, default=None,
                         help="trials at once (default: as many as the resources allow)")
 
@@ -100,10 +136,10 @@ def build_tuner(spec: StudySpec, storage: str, resume: bool = False,
         if not tune.Tuner.can_restore(experiment):
             raise StudyInputError(f"--resume: no study to resume at {experiment}")
         return tune.Tuner.restore(experiment, trainable, resume_errored=True)
+    variants, seeds = spec.trial_grid()
     param_space = dict(spec.base_config, threads=max(1, int(spec.cpus_per_trial)),
                        epochs=spec.iterations,
-                       variant=tune.grid_search(spec.variants),
-                       seed=tune.grid_search(spec.seeds))
+                       variant=tune.grid_search(variants), seed=tune.grid_search(seeds))
     scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=spec.iterations,
                                grace_period=1, reduction_factor=2) if spec.asha else None)
     return tune.Tuner(
@@ -176,9 +212,10 @@ def run_study(spec: StudySpec, address: str | None = None, storage: str = "resul
     if spec.preflight is not None:
         spec.preflight()
     start_ray(address, storage)
-    print(f"study {spec.name}: {spec.num_trials} trials ({len(spec.variants)} variants x "
-          f"{len(spec.seeds)} seeds), {spec.iterations} iterations each, resources per "
-          f"trial {_trial_resources(spec)}, cluster {ray.cluster_resources()}", flush=True)
+    print(f"study {spec.name}: {spec.num_models} models ({len(spec.variants)} variants x "
+          f"{len(spec.seeds)} seeds) in {spec.num_trials} trials (packing: {spec.pack}), "
+          f"{spec.iterations} iterations each, resources per trial "
+          f"{_trial_resources(spec)}, cluster {ray.cluster_resources()}", flush=True)
     tuner = build_tuner(spec, storage, resume, max_concurrent)
     results = tuner.fit()
     errors = [r for r in results if r.error is not None]

@@ -6,6 +6,7 @@ import math
 from functools import partial
 
 from rim_rllib.mnist_data import find_data_dir
+from rim_rllib.models import MNIST_SIZES
 from rim_rllib.rl.ppo import REFERENCE
 from rim_rllib.tune.minigrid import train_minigrid
 from rim_rllib.tune.mnist import MnistTrainable
@@ -14,15 +15,13 @@ from rim_rllib.tune.study import StudySpec
 MNIST_EVAL_SIZES = (16, 19, 24)
 MNIST_PRESETS = {
     # Reduced to finish in about 15 minutes on 2 CPU cores.
-    "cpu": dict(base_config=dict(hidden_size=16, input_key_size=32, input_query_size=32,
-                                 input_value_size=32, comm_key_size=16, comm_query_size=16,
-                                 comm_value_size=16, num_comm_heads=2, lr=3e-3,
+    "cpu": dict(base_config=dict(MNIST_SIZES["cpu"], lr=3e-3,
                                  batch_size=64, train_size=14, eval_sizes=MNIST_EVAL_SIZES,
                                  train_subset=6000, eval_subset=1000),
-                seeds=[0, 1], iterations=3),
-    "paper": dict(base_config=dict(hidden_size=100, lr=1e-3, batch_size=64, train_size=14,
-                                   eval_sizes=MNIST_EVAL_SIZES),
-                  seeds=[0, 1, 2], iterations=100),
+                seeds=[0, 1], iterations=3, pack="seeds"),
+    "paper": dict(base_config=dict(MNIST_SIZES["paper"], lr=1e-3, batch_size=64,
+                                   train_size=14, eval_sizes=MNIST_EVAL_SIZES),
+                  seeds=[0, 1, 2], iterations=100, pack="seeds"),
 }
 
 MINIGRID_TASKS = {
@@ -49,7 +48,7 @@ DEFAULT_KT = {"mnist": 6, "minigrid": 4}
 
 def study_spec(task: str, preset: str = "cpu", ks=None, num_units: int | None = None,
                seeds=None, name: str | None = None, data_dir: str | None = None,
-               asha: bool = False) -> StudySpec:
+               asha: bool = False, pack: str | None = None) -> StudySpec:
     """A Ka sweep (RIM with ``num_units`` LSTM units and each of ``ks`` active, plus the
     LSTM baseline) on ``task`` with ``preset``."""
     family = "mnist" if task == "mnist" else "minigrid"
@@ -57,7 +56,7 @@ def study_spec(task: str, preset: str = "cpu", ks=None, num_units: int | None = 
     variants = grid_variants(task, [num_units], ["lstm"],
                              {num_units: list(ks or range(1, num_units + 1))})
     return task_spec(task, preset, variants, seeds, name or f"ka_sweep-{task}-{preset}",
-                     data_dir, asha)
+                     data_dir, asha, pack)
 
 
 def grid_variants(task: str, kts, cells, ks_by_kt: dict | None = None) -> list[dict]:
@@ -77,8 +76,10 @@ def grid_variants(task: str, kts, cells, ks_by_kt: dict | None = None) -> list[d
 
 
 def task_spec(task: str, preset: str, variants: list[dict], seeds=None, name: str = "",
-              data_dir: str | None = None, asha: bool = False) -> StudySpec:
-    """The study of ``variants`` x seeds on ``task`` with ``preset``'s sizes and budget."""
+              data_dir: str | None = None, asha: bool = False,
+              pack: str | None = None) -> StudySpec:
+    """The study of ``variants`` x seeds on ``task`` with ``preset``'s sizes and budget;
+    ``pack`` (default: the preset's) says how many models a trial trains."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {list(TASKS)}, got {task!r}")
     if preset not in PRESETS:
@@ -89,7 +90,11 @@ def task_spec(task: str, preset: str, variants: list[dict], seeds=None, name: st
                          base_config=dict(p["base_config"], data_dir=data_dir),
                          variants=variants, seeds=list(seeds or p["seeds"]),
                          iterations=p["iterations"], metric="accuracy", asha=asha,
-                         preflight=partial(find_data_dir, data_dir))
+                         preflight=partial(find_data_dir, data_dir),
+                         pack=pack or p["pack"])
+    if pack not in (None, "none"):
+        raise ValueError(f"--pack {pack}: MiniGrid trials train one RLlib policy each; "
+                         "packing is for the MNIST trainable (use --pack none or leave it)")
     p, t = MINIGRID_PRESETS[preset], MINIGRID_TASKS[task]
     frames = int(t["frames"] * p["frame_scale"])
     batch = REFERENCE["num_envs"] * REFERENCE["rollout_length"]
