@@ -5,7 +5,8 @@ submodules that import it.
 """
 
 from rim_rllib.group import GroupGRUCell, GroupLinear, GroupLSTMCell
-import rim_rllib.models  # noqa: F401  (registers the sequence classifiers with pack)
+import rim_rllib.actor_critic  # noqa: F401  (these register their task networks with pack)
+import rim_rllib.models  # noqa: F401
 from rim_rllib.packing import PackedRIM, pack
 from rim_rllib.rim import RIM, RIMCell
 

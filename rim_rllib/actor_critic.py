@@ -2,9 +2,14 @@
 memory (RIM, or an LSTM baseline), and actor and critic heads. Torch only; the RLlib
 modules in ``rim_rllib.rl`` wrap it for both RLlib API stacks."""
 
+import copy
+
 import torch
 from torch import Tensor, nn
 
+from rim_rllib.group import GroupLinear
+from rim_rllib.packing import (check_same, factory_of, group_to_linear, linear_to_group,
+                               load_members, pack, packs, unload_members)
 from rim_rllib.rim import RIM
 
 MEMORIES = ("rim", "lstm")
@@ -102,3 +107,106 @@ class MiniGridActorCritic(nn.Module):
         if return_mask:
             return logits, values, new_state, mask
         return logits, values, new_state
+
+
+def _grouped_encoder(first: nn.Sequential, members: int) -> nn.Sequential:
+    """The CNN ``first`` with each convolution grouped over ``members`` (member m's
+    channels at ``m * C:(m + 1) * C``)."""
+    layers = []
+    for layer in first:
+        if isinstance(layer, nn.Conv2d):
+            layer = nn.Conv2d(members * layer.in_channels, members * layer.out_channels,
+                              layer.kernel_size, groups=members, **factory_of(layer))
+        else:
+            layer = copy.deepcopy(layer)
+        layers.append(layer)
+    return nn.Sequential(*layers[:-1])  # without Flatten: members are split apart first
+
+
+def _grouped_head(first: nn.Sequential, members: int) -> nn.Sequential:
+    return nn.Sequential(*(GroupLinear(layer.in_features, layer.out_features, members,
+                                       **factory_of(layer))
+                           if isinstance(layer, nn.Linear) else copy.deepcopy(layer)
+                           for layer in first))
+
+
+@packs(MiniGridActorCritic)
+class PackedMiniGridActorCritic(nn.Module):
+    r"""``M`` :class:`MiniGridActorCritic` s of one shape computed as one (see
+    :func:`rim_rllib.pack`): grouped convolutions, the memories packed, per-member heads.
+
+    Inputs: obs :math:`(B, T, 7, 7, 3)` shared or :math:`(M, B, T, 7, 7, 3)` per member;
+    state dict of :math:`(M, B, S)` tensors (:meth:`initial_state` gives zeros).
+
+    Outputs: logits :math:`(M, B, T, A)`, values :math:`(M, B, T)`, the new state dict,
+    and with ``return_mask=True`` the RIM masks :math:`(M, B, T, K_t)` (``None`` for the
+    LSTM).
+    """
+
+    def __init__(self, models: list[MiniGridActorCritic]):
+        super().__init__()
+        check_same(models, ("memory_type", "cell", "state_size", "image_shape"),
+                   "actor-critics")
+        first, members = models[0], len(models)
+        self.num_members = members
+        self.memory_type, self.cell = first.memory_type, first.cell
+        self.state_size, self.image_shape = first.state_size, first.image_shape
+        self.state_keys = first.state_keys
+        self.encoder = _grouped_encoder(first.encoder, members)
+        self.memory = pack([m.memory for m in models])
+        self.actor = _grouped_head(first.actor, members)
+        self.critic = _grouped_head(first.critic, members)
+        load_members(self.encoder, [m.encoder for m in models])
+        for head in ("actor", "critic"):
+            load_members(getattr(self, head), [getattr(m, head) for m in models],
+                         linear_to_group)
+        self._template = [copy.deepcopy(first).cpu()]  # structure for unpack(), not a submodule
+
+    def initial_state(self, batch: int, device=None) -> dict[str, Tensor]:
+        """Zeros, :math:`(M, B, S)` per key."""
+        shape = (self.num_members, batch, self.state_size)
+        return {key: torch.zeros(shape, device=device) for key in self.state_keys}
+
+    def forward(self, obs: Tensor, state: dict[str, Tensor], return_mask: bool = False):
+        members = self.num_members
+        if tuple(obs.shape[-3:]) != self.image_shape or obs.dim() not in (5, 6):
+            raise ValueError(f"obs must have shape (batch, time, {self.image_shape}) or "
+                             f"(members={members}, batch, time, {self.image_shape}), "
+                             f"got {tuple(obs.shape)}")
+        obs = obs.expand(members, *obs.shape[-5:]) if obs.dim() == 5 else obs
+        batch, steps = obs.shape[1:3]
+        height, width, channels = self.image_shape
+        # (M, B, T, H, W, C) -> (B*T, M*C, H, W): member m's image in channels m*C..
+        images = obs.float().permute(1, 2, 0, 5, 3, 4).reshape(batch * steps,
+                                                               members * channels, height,
+                                                               width)
+        features = self.encoder(images).view(batch, steps, members, -1).permute(2, 0, 1, 3)
+        hx = tuple(state[key].unsqueeze(1) for key in self.state_keys)
+        hx = hx if self.cell == "lstm" else hx[0]
+        mask = None
+        if self.memory_type == "rim" and return_mask:
+            out, new, mask = self.memory(features, hx, return_mask=True)
+            mask = mask[:, :, :, 0]
+        else:
+            out, new = self.memory(features, hx)
+        new = new if isinstance(new, tuple) else (new,)
+        new_state = {key: s.squeeze(1) for key, s in zip(self.state_keys, new)}
+        rows = out.permute(1, 2, 0, 3).reshape(batch * steps, members, -1)  # (BT, M, S)
+        logits = self.actor(rows).view(batch, steps, members, -1).permute(2, 0, 1, 3)
+        values = self.critic(rows).view(batch, steps, members).permute(2, 0, 1)
+        if return_mask:
+            return logits, values, new_state, mask
+        return logits, values, new_state
+
+    def unpack(self) -> list[MiniGridActorCritic]:
+        """Standalone actor-critics holding this pack's weights."""
+        models = []
+        for memory in self.memory.unpack():
+            model = copy.deepcopy(self._template[0]).to(**factory_of(self))
+            model.memory = memory
+            models.append(model)
+        unload_members(self.encoder, [m.encoder for m in models])
+        for head in ("actor", "critic"):
+            unload_members(getattr(self, head), [getattr(m, head) for m in models],
+                           group_to_linear)
+        return models

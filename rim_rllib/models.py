@@ -17,7 +17,7 @@ MNIST_SIZES = {
     # Small enough that a Ka sweep x 3 seeds learns on a 2-core laptop in minutes.
     "cpu": dict(hidden_size=16, num_units=6, input_key_size=32, input_query_size=32,
                 input_value_size=32, comm_key_size=16, comm_query_size=16,
-                comm_value_size=16, num_comm_heads=2),
+                comm_value_size=16, num_comm_heads=1),
     # The reference implementation's.
     "paper": dict(hidden_size=100, num_units=6),
 }

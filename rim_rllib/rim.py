@@ -71,7 +71,7 @@ class RIMScan(nn.Module):
     def is_lstm(self) -> bool:
         return self.cell == "lstm"
 
-    def _selector(self, like: Tensor):
+    def _selector(self, batch: int, like: Tensor):
         """A function from the real-input scores :math:`(M, K_t, B)` to the 0/1 mask of
         each member's ``k`` highest."""
         ks = self._member_ks()
@@ -84,10 +84,11 @@ class RIMScan(nn.Module):
         # the first k_m of member m's ranking.
         ranks = torch.arange(max(ks), device=like.device)
         keep = (ranks < torch.tensor(ks, device=like.device).unsqueeze(1)).to(like.dtype)
+        keep = keep.unsqueeze(-1).expand(-1, -1, batch)                    # (M, kmax, B)
 
         def select(real: Tensor) -> Tensor:
             top = real.topk(len(ranks), dim=1).indices
-            return torch.zeros_like(real).scatter_(1, top, keep.unsqueeze(-1).expand_as(top))
+            return torch.zeros_like(real).scatter_(1, top, keep)
         return select
 
     def scan(self, x: Tensor, state: list[Tensor], return_mask: bool = False):
@@ -153,7 +154,7 @@ class RIMScan(nn.Module):
         comm_keep = self._dropout_scales(self.comm_dropout, x,
                                          (steps, members, units, units, batch, c_heads))
 
-        select = self._selector(x)
+        select = self._selector(batch, x)
         h = state[0]
         c = state[1] if self.is_lstm else None
         outputs, masks = [], []

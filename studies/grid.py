@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     path, table = run_and_tabulate(parser, args, lambda: task_spec(
         args.task, args.preset, grid_variants(args.task, args.kt, args.cells), args.seeds,
         args.name or f"grid-{args.task}-{args.preset}", args.data_dir, asha=args.grid_asha,
-        pack=args.pack))
+        pack=args.pack, max_pack=args.max_pack))
     print(f"\nresults: {path}\n\n{table}")
     return 0
 

@@ -34,7 +34,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     path, table = run_and_tabulate(parser, args, lambda: study_spec(
         args.task, args.preset, ks=args.ka, seeds=args.seeds, name=args.name,
-        data_dir=args.data_dir, asha=args.asha, pack=args.pack))
+        data_dir=args.data_dir, asha=args.asha, pack=args.pack,
+        max_pack=args.max_pack))
     print(f"\nresults: {path}\n\n{table}")
     return 0
 

@@ -30,7 +30,7 @@ def main(argv=None) -> int:
         name = f"{args.name or 'minigrid_transfer'}-{task}-{args.preset}"
         path, table = run_and_tabulate(parser, args, lambda: study_spec(
             task, args.preset, ks=REFERENCE_KA, seeds=args.seeds, name=name,
-            asha=args.asha, pack=args.pack))
+            asha=args.asha, pack=args.pack, max_pack=args.max_pack))
         tables.append((task, path, table))
     for task, path, markdown in tables:
         print(f"\n{task} ({path})\n\n{markdown}")

@@ -33,6 +33,9 @@ def mnist_env(tmp_path, monkeypatch):
     (["--address", "127.0.0.1:1"], "--address 127.0.0.1:1: no Ray cluster reachable there"),
     (["--address", "nonsense"], "--address must be 'auto', 'local', HOST:PORT"),
     (["--storage", "/proc/no/such/dir"], "--storage /proc/no/such/dir: not writable"),
+    (["--task", "minigrid-empty", "--pack", "seeds"],
+     "--pack seeds: MiniGrid trials train one RLlib policy each"),
+    (["--pack", "all"], "argument --pack: invalid choice: 'all'"),
 ])
 def test_bad_study_arguments_exit_with_one_line(argv, message, mnist_env, capsys):
     with pytest.raises(SystemExit) as exit_info:

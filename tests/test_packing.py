@@ -6,6 +6,7 @@ from torch import nn
 
 from rim_rllib import RIM, PackedRIM, pack
 from rim_rllib.init import chrono_init_
+from rim_rllib.actor_critic import MiniGridActorCritic
 from rim_rllib.models import SequenceClassifier
 from rim_rllib.packing import member_grad_norm_clip_
 
@@ -203,3 +204,60 @@ def test_chrono_init_sets_lstm_gate_biases():
     assert torch.equal(lstm.bias_hh_l0[:8], -lstm.bias_hh_l0[8:16])
     with pytest.raises(ValueError, match="max_steps must be an int >= 3"):
         chrono_init_(lstm, 1)
+
+
+@pytest.mark.parametrize("memory", ["rim", "lstm"])
+def test_minigrid_actor_critics_pack(memory):
+    torch.manual_seed(0)
+    models = [MiniGridActorCritic(7, memory=memory, k=k) for k in (1, 3)]
+    packed = pack(models)
+    obs = torch.randint(0, 6, (2, 3, 4, 7, 7, 3)).float()
+    state = packed.initial_state(3)
+    state = {key: torch.randn_like(s) for key, s in state.items()}
+    logits, values, new, mask = packed(obs, state, return_mask=True)
+    assert logits.shape == (2, 3, 4, 7) and values.shape == (2, 3, 4)
+    for i, model in enumerate(models):
+        l, v, n, m = model(obs[i], {key: s[i] for key, s in state.items()}, return_mask=True)
+        torch.testing.assert_close(logits[i], l, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(values[i], v, rtol=1e-5, atol=1e-5)
+        for key in n:
+            torch.testing.assert_close(new[key][i], n[key], rtol=1e-5, atol=1e-5)
+        assert (m is None) == (memory == "lstm")
+        if m is not None:
+            assert torch.equal(mask[i], m)
+    for a, b in zip(packed.unpack(), models):
+        for (name, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
+            assert torch.equal(p, q), name
+
+
+def count_ops(fn) -> int:
+    """Number of aten operations ``fn`` dispatches (what becomes kernels)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        calls = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Count.calls += 1
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        fn()
+    return Count.calls
+
+
+def test_a_pack_runs_the_operations_of_one_model():
+    """Per time step, a pack of 5 (same or different Ka) runs exactly the forward
+    operations of a single model (backward mirrors them); only a few set-up operations
+    per sequence differ."""
+    models = {"one": pack(rims([2])), "same Ka": pack(rims([2, 2, 2, 2, 2])),
+              "mixed Ka": pack(rims([1, 2, 3, 4, 5]))}
+
+    inputs = {steps: torch.randn(steps, 4, 3) for steps in (10, 20)}
+
+    def ops(model, steps):
+        return count_ops(lambda: model(inputs[steps]))
+
+    for name in ("same Ka", "mixed Ka"):
+        extra = [ops(models[name], steps) - ops(models["one"], steps) for steps in (10, 20)]
+        assert extra[0] == extra[1] and extra[0] <= 12, (name, extra)

@@ -121,3 +121,77 @@ def test_count_activations_by_hand():
     rows = {(r.value, r.unit): (r.steps, r.active) for r in counts.itertuples()}
     assert rows == {("True", 0): (2, 2), ("True", 1): (2, 1),
                     ("False", 0): (2, 0), ("False", 1): (2, 2)}
+
+
+@pytest.fixture(scope="module")
+def packed_study(mnist_dir, tmp_path_factory, ray_session):
+    storage = tmp_path_factory.mktemp("packed")
+    spec = StudySpec(
+        name="packed", task="mnist", trainable=MnistTrainable,
+        base_config=dict(SMALL_RIM, data_dir=str(mnist_dir), train_size=7, eval_sizes=[9],
+                         batch_size=64),
+        variants=[dict(model="rim", num_units=4, k=k) for k in (1, 2, 4)]
+        + [dict(model="lstm", num_units=4)],
+        seeds=[0, 1], iterations=1, metric="accuracy", pack="sweep")
+    return spec, storage, run_study(spec, storage=str(storage))
+
+
+def test_a_packed_sweep_writes_one_row_per_model(packed_study):
+    spec, storage, path = packed_study
+    assert spec.num_trials == 2 and spec.num_models == 8
+    df = read_results(path)
+    assert len(df) == 8 * 2  # models x eval sizes (7, 9) x 1 iteration
+    assert df["trial_id"].nunique() == 2 and df["final"].all()
+    models = df.drop_duplicates(["trial_id", "member"])
+    rim = models[models["model"] == "rim"]
+    assert sorted(zip(rim["Ka"], rim["seed"])) == [(1, 0), (1, 1), (2, 0), (2, 1),
+                                                   (4, 0), (4, 1)]
+    assert sorted(rim["member"]) == list(range(6))
+    lstm = models[models["model"] == "lstm"]
+    assert sorted(lstm["seed"]) == [0, 1] and lstm["Ka"].isna().all()
+    summary = summarise(df)
+    assert (summary["n"] == 2).all()  # every row a mean over two seeds
+    counts = pd.read_parquet(next((storage / "packed").rglob("activations.parquet")))
+    assert sorted(counts[["member", "Ka", "seed"]].drop_duplicates().itertuples(
+        index=False, name=None)) == [(0, 1, 0), (1, 1, 1), (2, 2, 0), (3, 2, 1), (4, 4, 0),
+                                     (5, 4, 1)]
+
+
+def test_version_1_results_read_as_member_0(study, tmp_path):
+    _, _, path = study
+    old = pq.read_table(path).drop(["member"])
+    pq.write_table(old, tmp_path / "v1.parquet")
+    df = read_results(tmp_path / "v1.parquet")
+    assert list(df.columns) == SCHEMA.names and (df["member"] == 0).all()
+
+
+def test_packing_groups_the_grid():
+    variants = [dict(model="rim", num_units=4, k=k, cell=c) for c in ("lstm", "gru")
+                for k in (1, 2)] + [dict(model="lstm", num_units=4)]
+    spec = lambda pack: StudySpec(name="x", task="mnist", trainable=MnistTrainable,
+                                  base_config={}, variants=variants, seeds=[0, 1, 2],
+                                  iterations=1, metric="accuracy", pack=pack)
+    assert spec("none").trial_grid() == (variants, [0, 1, 2])
+    assert spec("seeds").trial_grid() == (variants, [[0, 1, 2]])
+    assert spec("sweep").trial_grid() == (
+        [dict(model="rim", num_units=4, k=[1, 2], cell="lstm"),
+         dict(model="rim", num_units=4, k=[1, 2], cell="gru"),
+         dict(model="lstm", num_units=4)], [[0, 1, 2]])
+    with pytest.raises(ValueError, match=r"pack must be one of \['none', 'seeds', 'sweep'\]"):
+        spec("all")
+
+
+def test_max_pack_splits_the_sweep():
+    variants = [dict(model="rim", num_units=6, k=k) for k in range(1, 7)] + [
+        dict(model="lstm", num_units=6)]
+    spec = StudySpec(name="x", task="mnist", trainable=MnistTrainable, base_config={},
+                     variants=variants, seeds=[0, 1, 2], iterations=1, metric="accuracy",
+                     pack="sweep", max_pack=9)
+    assert spec.trial_grid() == ([dict(model="rim", num_units=6, k=[1, 2, 3]),
+                                  dict(model="rim", num_units=6, k=[4, 5, 6]),
+                                  dict(model="lstm", num_units=6)], [[0, 1, 2]])
+    assert spec.num_trials == 3 and spec.num_models == 21
+    seeds_only = StudySpec(name="x", task="mnist", trainable=MnistTrainable, base_config={},
+                           variants=variants[:1], seeds=[0, 1, 2], iterations=1,
+                           metric="accuracy", pack="seeds", max_pack=2)
+    assert seeds_only.trial_grid() == (variants[:1], [[0, 1], [2]])

@@ -30,6 +30,10 @@ from rim_rllib.tune.results import export_results, is_uri
 PACKINGS = ("none", "seeds", "sweep")
 
 
+def _chunks(values: list, size: int) -> list[list]:
+    return [list(values[i:i + size]) for i in range(0, len(values), size)]
+
+
 @dataclass
 class StudySpec:
     """What to run. ``variants`` are config overrides, each crossed with every seed."""
@@ -49,11 +53,15 @@ class StudySpec:
     max_failures: int = 2
     preflight: Callable[[], object] | None = None  # checks inputs in the driver first
     pack: str = "none"  # models per trial: "none" (one), "seeds", "sweep" (see above)
+    max_pack: int | None = None  # at most this many models per trial when packing
 
     def __post_init__(self):
         if self.pack not in PACKINGS:
             raise ValueError(f"study {self.name!r}: pack must be one of {list(PACKINGS)}, "
                              f"got {self.pack!r}")
+        if self.max_pack is not None and self.max_pack < 1:
+            raise ValueError(f"study {self.name!r}: max_pack must be >= 1 or None, "
+                             f"got {self.max_pack!r}")
         if not self.variants:
             raise ValueError(f"study {self.name!r}: variants is empty; nothing to run")
         if not self.seeds:
@@ -63,13 +71,16 @@ class StudySpec:
                              f"got {self.iterations}")
 
     def trial_grid(self) -> tuple[list[dict], list]:
-        """The variants and seed values Tune crosses into trials; with packing a seed
-        value is the list of every seed, and with ``"sweep"`` a RIM variant's ``k`` the
-        list of every Ka of its model / Kt / cell."""
+        """The variants and seed values Tune crosses into trials. With packing a seed
+        value is a list of seeds, and with ``"sweep"`` a RIM variant's ``k`` a list of
+        the Ka values of its model / Kt / cell; ``max_pack`` splits both lists so that
+        no trial trains more than ``max_pack`` models."""
         if self.pack == "none":
             return self.variants, self.seeds
+        limit = self.max_pack or len(self.seeds)
+        seed_groups = _chunks(self.seeds, limit)
         if self.pack == "seeds":
-            return self.variants, [self.seeds]
+            return self.variants, seed_groups
         merged: dict[tuple, dict] = {}
         for variant in self.variants:
             if "k" not in variant:
@@ -77,7 +88,12 @@ class StudySpec:
                 continue
             rest = tuple(sorted((key, v) for key, v in variant.items() if key != "k"))
             merged.setdefault(rest, dict(variant, k=[]))["k"].append(variant["k"])
-        return list(merged.values()), [self.seeds]
+        if self.max_pack is None:
+            return list(merged.values()), seed_groups
+        ks_per_trial = max(1, self.max_pack // len(seed_groups[0]))
+        variants = [dict(v, k=ks) if "k" in v else v for v in merged.values()
+                    for ks in (_chunks(v["k"], ks_per_trial) if "k" in v else [None])]
+        return variants, seed_groups
 
     @property
     def num_trials(self) -> int:
@@ -105,7 +121,10 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pack", choices=PACKINGS, default=None,
                         help="models per trial: every seed of a variant ('seeds'), every "
                              "Ka and seed of a model/Kt/cell ('sweep'), or one ('none'); "
-                             "default: the preset's (MNIST 'seeds', MiniGrid 'none')")
+                             "default: the preset's")
+    parser.add_argument("--max-pack", type=int, default=None,
+                        help="at most this many models per packed trial (default: the "
+                             "preset's)")
     parser.add_argument("--max-concurrent", type=int, default=None,
                         help="trials at once (default: as many as the resources allow)")
 

@@ -14,11 +14,13 @@ from rim_rllib.tune.study import StudySpec
 
 MNIST_EVAL_SIZES = (16, 19, 24)
 MNIST_PRESETS = {
-    # Reduced to finish in about 15 minutes on 2 CPU cores.
-    "cpu": dict(base_config=dict(MNIST_SIZES["cpu"], lr=3e-3,
-                                 batch_size=64, train_size=14, eval_sizes=MNIST_EVAL_SIZES,
-                                 train_subset=6000, eval_subset=1000),
-                seeds=[0, 1], iterations=3, pack="seeds"),
+    # Sized to learn within about 20 minutes on 2 CPU cores: small models, chrono
+    # initialisation, small batches, 25,000 training samples per model, and the 18 RIMs
+    # in two packs of 9 (Ka 1-3 and 4-6, every seed) beside the LSTM trial.
+    "cpu": dict(base_config=dict(MNIST_SIZES["cpu"], lr=3e-3, batch_size=16, init="chrono",
+                                 train_size=14, eval_sizes=MNIST_EVAL_SIZES,
+                                 train_subset=6250, eval_subset=1000),
+                seeds=[0, 1, 2], iterations=4, pack="sweep", max_pack=9),
     "paper": dict(base_config=dict(MNIST_SIZES["paper"], lr=1e-3, batch_size=64,
                                    train_size=14, eval_sizes=MNIST_EVAL_SIZES),
                   seeds=[0, 1, 2], iterations=100, pack="seeds"),
@@ -48,7 +50,8 @@ DEFAULT_KT = {"mnist": 6, "minigrid": 4}
 
 def study_spec(task: str, preset: str = "cpu", ks=None, num_units: int | None = None,
                seeds=None, name: str | None = None, data_dir: str | None = None,
-               asha: bool = False, pack: str | None = None) -> StudySpec:
+               asha: bool = False, pack: str | None = None,
+               max_pack: int | None = None) -> StudySpec:
     """A Ka sweep (RIM with ``num_units`` LSTM units and each of ``ks`` active, plus the
     LSTM baseline) on ``task`` with ``preset``."""
     family = "mnist" if task == "mnist" else "minigrid"
@@ -56,7 +59,7 @@ def study_spec(task: str, preset: str = "cpu", ks=None, num_units: int | None = 
     variants = grid_variants(task, [num_units], ["lstm"],
                              {num_units: list(ks or range(1, num_units + 1))})
     return task_spec(task, preset, variants, seeds, name or f"ka_sweep-{task}-{preset}",
-                     data_dir, asha, pack)
+                     data_dir, asha, pack, max_pack)
 
 
 def grid_variants(task: str, kts, cells, ks_by_kt: dict | None = None) -> list[dict]:
@@ -77,9 +80,10 @@ def grid_variants(task: str, kts, cells, ks_by_kt: dict | None = None) -> list[d
 
 def task_spec(task: str, preset: str, variants: list[dict], seeds=None, name: str = "",
               data_dir: str | None = None, asha: bool = False,
-              pack: str | None = None) -> StudySpec:
+              pack: str | None = None, max_pack: int | None = None) -> StudySpec:
     """The study of ``variants`` x seeds on ``task`` with ``preset``'s sizes and budget;
-    ``pack`` (default: the preset's) says how many models a trial trains."""
+    ``pack`` and ``max_pack`` (default: the preset's) say how many models a trial
+    trains."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {list(TASKS)}, got {task!r}")
     if preset not in PRESETS:
@@ -91,7 +95,7 @@ def task_spec(task: str, preset: str, variants: list[dict], seeds=None, name: st
                          variants=variants, seeds=list(seeds or p["seeds"]),
                          iterations=p["iterations"], metric="accuracy", asha=asha,
                          preflight=partial(find_data_dir, data_dir),
-                         pack=pack or p["pack"])
+                         pack=pack or p["pack"], max_pack=max_pack or p.get("max_pack"))
     if pack not in (None, "none"):
         raise ValueError(f"--pack {pack}: MiniGrid trials train one RLlib policy each; "
                          "packing is for the MNIST trainable (use --pack none or leave it)")
