@@ -15,7 +15,7 @@ MODELS = ("rim", "lstm")
 # Model sizes of the sequential-MNIST presets (the Tune presets add budgets and lr).
 MNIST_SIZES = {
     # Small enough that a Ka sweep x 3 seeds learns on a 2-core laptop in minutes.
-    "cpu": dict(hidden_size=16, num_units=6, input_key_size=32, input_query_size=32,
+    "cpu": dict(hidden_size=32, num_units=6, input_key_size=32, input_query_size=32,
                 input_value_size=32, comm_key_size=16, comm_query_size=16,
                 comm_value_size=16, num_comm_heads=1),
     # The reference implementation's.

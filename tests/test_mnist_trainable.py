@@ -118,3 +118,12 @@ def test_bad_config_keys_are_named():
         resolve_config({"seed": [0, -1]})
     with pytest.raises(ValueError, match=r"config\['grad_clip'\] must be a positive number"):
         resolve_config({"grad_clip": -1})
+
+
+def test_transfer_sizes_are_evaluated_every_n_epochs_and_at_the_end(mnist_dir):
+    trainable = MnistTrainable(config=config(mnist_dir, model="lstm", transfer_eval_every=2,
+                                             epochs=3))
+    reported = [trainable.train() for _ in range(3)]
+    assert [("accuracy_9" in r, "accuracy_7" in r) for r in reported] == [
+        (False, True), (True, True), (True, True)]
+    trainable.stop()

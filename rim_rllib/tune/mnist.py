@@ -5,7 +5,9 @@ its config (both may be lists; see :func:`rim_rllib.tune.config.pack_members`), 
 its own initialisation, data order, per-member gradient clipping and Adam state (Adam is
 elementwise, so one optimiser over the pack updates each member exactly as its own would).
 ``init="chrono"`` gives every LSTM (RIM units and the baseline) the chrono initialisation
-for sequences of the training length (:func:`rim_rllib.init.chrono_init_`).
+for sequences of the training length (:func:`rim_rllib.init.chrono_init_`). The training
+size is evaluated every epoch, the other sizes every ``transfer_eval_every`` epochs and
+after the last one (``epochs``, set by the study runner).
 
 Each ``step()`` is one epoch over the training subset. It reports, for member ``i``,
 ``m<i>/train_loss``, ``m<i>/accuracy_<size>`` for the training size and every evaluation
@@ -43,7 +45,7 @@ DEFAULTS = dict(
     model="rim", cell="lstm", num_units=6, k=4, hidden_size=100,
     lr=1e-3, batch_size=64, train_size=14, eval_sizes=(16, 19, 24),
     train_subset=None, eval_subset=None, eval_batch_size=500, seed=0, data_dir=None,
-    threads=1, grad_clip=1.0, init="default",
+    threads=1, grad_clip=1.0, init="default", transfer_eval_every=1,
 )
 INITS = ("default", "chrono")
 
@@ -56,7 +58,8 @@ def resolve_config(config: dict) -> dict:
         raise ValueError(f"unknown MNIST trainable config keys {sorted(unknown)}; expected "
                          f"some of {sorted(set(DEFAULTS) | set(RIM_KWARGS))}")
     cfg = DEFAULTS | config
-    for key in ("train_size", "batch_size", "num_units", "hidden_size", "threads"):
+    for key in ("train_size", "batch_size", "num_units", "hidden_size", "threads",
+                "transfer_eval_every"):
         if not _is_int(cfg[key], 1):
             raise ValueError(f"config[{key!r}] must be a positive int, got {cfg[key]!r}")
     for key, low in (("k", 1), ("seed", 0)):
@@ -159,8 +162,11 @@ class MnistTrainable(tune.Trainable):
         per_member = {"train_loss": (total_loss / size).tolist(),
                       "train_accuracy": (correct / size).tolist()}
         start = time.perf_counter()
+        last = self.epoch == cfg.get("epochs")
         for size_ in self.eval_sets:
-            per_member[f"accuracy_{size_}"] = self.evaluate(size_).tolist()
+            if (size_ == cfg["train_size"] or last
+                    or self.epoch % cfg["transfer_eval_every"] == 0):
+                per_member[f"accuracy_{size_}"] = self.evaluate(size_).tolist()
         metrics = dict(epoch=self.epoch, samples_per_s=members * size / train_seconds)
         for name, values in per_member.items():
             metrics[name] = float(np.mean(values))

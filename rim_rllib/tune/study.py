@@ -131,9 +131,11 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _trial_resources(spec: StudySpec) -> dict:
     resources = ray.cluster_resources()
+    # A trial asking for more CPUs than the cluster has would wait forever.
+    cpus = min(spec.cpus_per_trial, resources.get("CPU", spec.cpus_per_trial))
     if resources.get("GPU", 0) > 0:
-        return {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial}
-    return {"cpu": spec.cpus_per_trial}
+        return {"cpu": cpus, "gpu": spec.gpus_per_trial}
+    return {"cpu": cpus}
 
 
 def _checkpoint_config(trainable) -> tune.CheckpointConfig:
@@ -156,7 +158,7 @@ def build_tuner(spec: StudySpec, storage: str, resume: bool = False,
             raise StudyInputError(f"--resume: no study to resume at {experiment}")
         return tune.Tuner.restore(experiment, trainable, resume_errored=True)
     variants, seeds = spec.trial_grid()
-    param_space = dict(spec.base_config, threads=max(1, int(spec.cpus_per_trial)),
+    param_space = dict(spec.base_config, threads=max(1, int(resources["cpu"])),
                        epochs=spec.iterations,
                        variant=tune.grid_search(variants), seed=tune.grid_search(seeds))
     scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=spec.iterations,
