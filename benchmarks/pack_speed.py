@@ -1,6 +1,6 @@
 """Training throughput of packed models vs the same models trained one after another.
 
-    python benchmarks/pack_speed.py                       # cpu preset and paper sizes, CPU (+ CUDA)
+    python benchmarks/pack_speed.py                  # cpu preset and paper sizes, CPU (+ CUDA)
     python benchmarks/pack_speed.py --sizes cpu --members 1 3 7 --repeats 5
 
 One training step of sequential-MNIST classifiers (B images of T = 196 pixels each, cross
@@ -25,6 +25,7 @@ from rim_rllib.models import MNIST_SIZES, SequenceClassifier
 from rim_rllib.packing import member_grad_norm_clip_, pack
 
 STEPS = 196  # 14 x 14 pixels, the training size
+BATCH = {"cpu": 16, "paper": 64}  # the batch sizes of the presets of those names
 
 
 def make_models(sizes: dict, members: int, device: str) -> list[SequenceClassifier]:
@@ -84,7 +85,8 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=list(MNIST_SIZES),
                         choices=list(MNIST_SIZES), help="model sizes of these presets")
     parser.add_argument("--members", type=int, nargs="+", default=[1, 3, 7, 21])
-    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=None,
+                        help=f"images per model and step (default: the preset's, {BATCH})")
     parser.add_argument("--devices", nargs="+", default=None,
                         help="default: cpu, plus cuda when available")
     parser.add_argument("--repeats", type=int, default=3)
@@ -92,7 +94,8 @@ def main() -> None:
                         help="torch CPU threads (a trial uses one)")
     parser.add_argument("--json", type=Path, default=Path("results/benchmarks/pack_speed.json"))
     args = parser.parse_args()
-    for name, values, low in (("--members", args.members, 1), ("--batch", [args.batch], 1),
+    for name, values, low in (("--members", args.members, 1),
+                              ("--batch", [1 if args.batch is None else args.batch], 1),
                               ("--repeats", [args.repeats], 1),
                               ("--threads", [args.threads], 1)):
         if min(values) < low:
@@ -104,16 +107,16 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     rows = []
-    print(f"{'sizes':6} {'device':6} {'M':>3} {'packed samples/s':>22} "
+    print(f"{'sizes':6} {'device':6} {'M':>3} {'B':>3} {'packed samples/s':>22} "
           f"{'one after another':>22} {'speed-up':>8}")
     for device in devices:
         for name in args.sizes:
             for members in args.members:
-                row = bench(name, members, args.batch, device, args.repeats)
+                row = bench(name, members, args.batch or BATCH[name], device, args.repeats)
                 rows.append(row)
                 ranges = {label: "{:.0f}-{:.0f}".format(*row[f"{label}_samples_per_s_range"])
                           for label in ("packed", "separate")}
-                print(f"{name:6} {device:6} {members:3d} "
+                print(f"{name:6} {device:6} {members:3d} {row['batch']:3d} "
                       f"{row['packed_samples_per_s']:7.0f} ({ranges['packed']:>12}) "
                       f"{row['separate_samples_per_s']:7.0f} ({ranges['separate']:>12}) "
                       f"{row['speedup']:8.2f}", flush=True)

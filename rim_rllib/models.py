@@ -7,7 +7,8 @@ from torch import Tensor, nn
 
 from rim_rllib.group import GroupLinear
 from rim_rllib.packing import (check_same, factory_of, group_to_linear, linear_to_group,
-                               load_members, pack, packs, unload_members)
+                               load_members, pack, packs, unload_members,
+                               with_memories)
 from rim_rllib.rim import RIM
 
 MODELS = ("rim", "lstm")
@@ -107,10 +108,6 @@ class PackedSequenceClassifier(nn.Module):
 
     def unpack(self) -> list[SequenceClassifier]:
         """Standalone classifiers holding this pack's weights."""
-        models = []
-        for memory in self.memory.unpack():
-            model = copy.deepcopy(self._template[0]).to(**factory_of(self))
-            model.memory = memory
-            models.append(model)
+        models = with_memories(self._template[0], self.memory.unpack(), self)
         unload_members(self.classifier, [m.classifier for m in models], group_to_linear)
         return models

@@ -12,6 +12,7 @@ member, so ``p.view(M, -1)[m]`` is member ``m``'s part: :func:`member_grad_norm_
 relies on it, and the packed modules' ``unpack()`` uses it to hand back standalone models.
 """
 
+import copy
 from typing import Callable
 
 import torch
@@ -120,6 +121,19 @@ def _cell_to_packed(name: str, tensor: Tensor) -> Tensor:
 
 def _packed_to_cell(name: str, tensor: Tensor) -> Tensor:
     return group_to_linear(name, tensor) if name.split(".")[0] in _LINEAR_MAPS else tensor
+
+
+def with_memories(template: nn.Module, memories: list[nn.Module],
+                  like: nn.Module) -> list[nn.Module]:
+    """Copies of ``template`` (a task network holding a ``memory``), one per unpacked
+    memory, on ``like``'s device and dtype: the standalone members a packed task network
+    then fills with its other weights."""
+    models = []
+    for memory in memories:
+        model = copy.deepcopy(template).to(**factory_of(like))
+        model.memory = memory
+        models.append(model)
+    return models
 
 
 def factory_of(module: nn.Module) -> dict:

@@ -20,7 +20,6 @@ trial writes its units' activation counts by pixel value and position to
 ``activations.parquet`` in its trial directory.
 """
 
-import math
 import time
 from pathlib import Path
 
