@@ -22,8 +22,9 @@ VARIANT_KEYS = ["model", "cell", "Kt", "Ka"]
 
 
 def run(name: str, args, asha: bool) -> dict:
+    # One model per trial in both runs, so that ASHA stops configurations, not packs.
     spec = task_spec("mnist", "cpu", grid_variants("mnist", args.kt, args.cells), args.seeds,
-                     name, asha=asha)
+                     name, asha=asha, pack="none")
     spec.iterations = args.epochs
     spec.base_config |= dict(train_subset=args.train_subset, eval_subset=args.eval_subset)
     start = time.perf_counter()

@@ -195,3 +195,12 @@ def test_max_pack_splits_the_sweep():
                            variants=variants[:1], seeds=[0, 1, 2], iterations=1,
                            metric="accuracy", pack="seeds", max_pack=2)
     assert seeds_only.trial_grid() == (variants[:1], [[0, 1], [2]])
+
+
+def test_asha_studies_pack_seeds_by_default():
+    from rim_rllib.tune.tasks import study_spec
+    default = study_spec("mnist")
+    assert (default.pack, default.cpus_per_trial) == ("sweep", 2)
+    with_asha = study_spec("mnist", asha=True)
+    assert (with_asha.pack, with_asha.cpus_per_trial) == ("seeds", 1)
+    assert with_asha.num_trials == 7 and with_asha.num_models == 21

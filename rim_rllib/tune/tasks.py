@@ -14,11 +14,13 @@ from rim_rllib.tune.study import StudySpec
 
 MNIST_EVAL_SIZES = (16, 19, 24)
 MNIST_PRESETS = {
-    # Sized to learn within about 20 minutes on 2 CPU cores: small models, chrono
-    # initialisation, small batches, 13,500 training samples per model; the 18 RIMs in
+    # Sized to learn within about 20 minutes on 2 CPU cores: small models without dropout
+    # (as the LSTM), chrono initialisation, small batches, 13,500 training samples per
+    # model; the 18 RIMs in
     # one pack on 2 threads (faster than two packs side by side), then the LSTMs; small
     # evaluation batches (with 18 members, batches of 50 evaluate 2x faster than 500).
-    "cpu": dict(base_config=dict(MNIST_SIZES["cpu"], lr=3e-3, batch_size=16, init="chrono",
+    "cpu": dict(base_config=dict(MNIST_SIZES["cpu"], input_dropout=0.0, comm_dropout=0.0,
+                                 lr=3e-3, batch_size=16, init="chrono",
                                  train_size=14, eval_sizes=MNIST_EVAL_SIZES,
                                  train_subset=4500, eval_subset=1000, eval_batch_size=50,
                                  transfer_eval_every=3),
@@ -84,21 +86,23 @@ def task_spec(task: str, preset: str, variants: list[dict], seeds=None, name: st
               data_dir: str | None = None, asha: bool = False,
               pack: str | None = None, max_pack: int | None = None) -> StudySpec:
     """The study of ``variants`` x seeds on ``task`` with ``preset``'s sizes and budget;
-    ``pack`` and ``max_pack`` (default: the preset's) say how many models a trial
-    trains."""
+    ``pack`` and ``max_pack`` (default: the preset's; ``"seeds"`` with ASHA) say how many
+    models a trial trains."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {list(TASKS)}, got {task!r}")
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {list(PRESETS)}, got {preset!r}")
     if task == "mnist":
         p = MNIST_PRESETS[preset]
+        # ASHA compares trials, so by default it gets one configuration's seeds per trial.
+        pack = pack or ("seeds" if asha else p["pack"])
         return StudySpec(name=name, task="mnist", trainable=MnistTrainable,
                          base_config=dict(p["base_config"], data_dir=data_dir),
-                         cpus_per_trial=p.get("cpus_per_trial", 1),
+                         cpus_per_trial=p.get("cpus_per_trial", 1) if pack == p["pack"] else 1,
                          variants=variants, seeds=list(seeds or p["seeds"]),
                          iterations=p["iterations"], metric="accuracy", asha=asha,
                          preflight=partial(find_data_dir, data_dir),
-                         pack=pack or p["pack"], max_pack=max_pack or p.get("max_pack"))
+                         pack=pack, max_pack=max_pack or p.get("max_pack"))
     if pack not in (None, "none"):
         raise ValueError(f"--pack {pack}: MiniGrid trials train one RLlib policy each; "
                          "packing is for the MNIST trainable (use --pack none or leave it)")
