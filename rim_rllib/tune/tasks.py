@@ -16,9 +16,9 @@ MNIST_EVAL_SIZES = (16, 19, 24)
 MNIST_PRESETS = {
     # Sized to learn within about 20 minutes on 2 CPU cores: small models without dropout
     # (as the LSTM), chrono initialisation, small batches, 13,500 training samples per
-    # model; the 18 RIMs in
-    # one pack on 2 threads (faster than two packs side by side), then the LSTMs; small
-    # evaluation batches (with 18 members, batches of 50 evaluate 2x faster than 500).
+    # model; the 18 RIMs in one pack on 2 threads (faster than two packs side by side),
+    # then the LSTMs; small evaluation batches (with 18 members, batches of 50 evaluate
+    # 2x faster than 500).
     "cpu": dict(base_config=dict(MNIST_SIZES["cpu"], input_dropout=0.0, comm_dropout=0.0,
                                  lr=3e-3, batch_size=16, init="chrono",
                                  train_size=14, eval_sizes=MNIST_EVAL_SIZES,
