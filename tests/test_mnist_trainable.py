@@ -47,17 +47,21 @@ def test_same_seed_same_numbers(mnist_dir):
     assert other["train_loss"] != first["train_loss"]
 
 
-def test_checkpoint_restore_continues_where_it_stopped(mnist_dir, tmp_path):
-    trainable = MnistTrainable(config=config(mnist_dir))
+@pytest.mark.parametrize("seed", [0, [0, 1]], ids=["one model", "pack of two"])
+def test_checkpoint_restore_continues_where_it_stopped(mnist_dir, tmp_path, seed):
+    trainable = MnistTrainable(config=config(mnist_dir, seed=seed))
     trainable.train()
     checkpoint = trainable.save(str(tmp_path / "ckpt"))
     expected = trainable.train()
 
-    restored = MnistTrainable(config=config(mnist_dir))
+    restored = MnistTrainable(config=config(mnist_dir, seed=seed))
     restored.restore(checkpoint)
     resumed = restored.train()
     assert resumed["epoch"] == 2
-    for key in ("train_loss", "train_accuracy", "accuracy_7", "accuracy_9", "accuracy_12"):
+    keys = [key for key in expected if key.split("/")[-1] in (
+        "train_loss", "train_accuracy", "accuracy_7", "accuracy_9", "accuracy_12")]
+    assert len(keys) == 5 * (1 + len(restored.members))  # the means and every member's
+    for key in keys:
         assert resumed[key] == expected[key], key
 
 
