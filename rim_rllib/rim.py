@@ -41,6 +41,32 @@ def _check_dropout(name: str, value) -> None:
         raise ValueError(f"{name} must be a probability in [0, 1), got {value!r}")
 
 
+def checked_states(hx, cell: str, expected: tuple, like: Tensor,
+                   names: tuple[str, str] = ("h_0", "c_0")) -> list[Tensor]:
+    """``hx`` (``(h, c)`` for LSTM cells, ``h`` for GRU cells) as a list, each checked to
+    have shape ``expected`` and ``like``'s dtype; zeros when ``hx`` is None. ``names`` name
+    the state's parts in the error messages."""
+    if hx is None:
+        zeros = like.new_zeros(expected)
+        return [zeros, zeros] if cell == "lstm" else [zeros]
+    if cell == "lstm":
+        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+            raise TypeError(f"hx must be a tuple ({names[0]}, {names[1]}) for cell='lstm', "
+                            f"got {type(hx).__name__}")
+        named = list(zip(("hx[0]", "hx[1]"), hx))
+    else:
+        if not isinstance(hx, Tensor):
+            raise TypeError(f"hx must be a tensor {names[0]} for cell='gru', "
+                            f"got {type(hx).__name__}")
+        named = [("hx", hx)]
+    for name, s in named:
+        check_float_tensor(name, s)
+        check_shape(name, s, expected)
+        if s.dtype != like.dtype:
+            raise TypeError(f"{name} must have the input's dtype {like.dtype}, got {s.dtype}")
+    return [s for _, s in named]
+
+
 class RIMScan(nn.Module):
     """The RIM recurrence over ``M`` models at once (``M = 1`` for :class:`RIMCell`).
 
@@ -318,10 +344,7 @@ class RIMCell(RIMScan):
                              f"got {tuple(input.shape)}")
         batch = input.shape[0]
         shape = (batch, self.num_units, self.hidden_size)
-        if hx is None:
-            zeros = input.new_zeros(shape)
-            hx = (zeros, zeros) if self.is_lstm else zeros
-        states = self._unpack_state(hx, shape, input.dtype)
+        states = checked_states(hx, self.cell, shape, input, names=("h", "c"))
         # The scan works units-first: (K, B, H).
         outs, final, masks = self.scan(input.view(1, 1, batch, -1),
                                        [s.transpose(0, 1).contiguous() for s in states],
@@ -330,51 +353,12 @@ class RIMCell(RIMScan):
         new = new if self.is_lstm else new[0]
         return (new, masks[0][0].t()) if return_mask else new
 
-    def _unpack_state(self, hx, shape, dtype) -> list[Tensor]:
-        if self.is_lstm:
-            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-                raise TypeError("hx must be a tuple (h, c) for cell='lstm', "
-                                f"got {type(hx).__name__}")
-            names = ("hx[0]", "hx[1]")
-        else:
-            if not isinstance(hx, Tensor):
-                raise TypeError(f"hx must be a tensor h for cell='gru', got {type(hx).__name__}")
-            hx, names = (hx,), ("hx",)
-        for name, s in zip(names, hx):
-            check_float_tensor(name, s)
-            check_shape(name, s, shape)
-            if s.dtype != dtype:
-                raise TypeError(f"{name} must have the input's dtype {dtype}, got {s.dtype}")
-        return list(hx)
-
 
 class RIMStack(nn.Module):
     """Layers and directions of RIM cells over ``M`` models at once (``M = 1`` for
     :class:`RIM`); subclasses set ``cells``, the sizes, ``num_members`` and check inputs."""
 
     num_members: int
-
-    def _check_states(self, hx, expected: tuple, like: Tensor) -> list[Tensor]:
-        """``hx`` (``(h, c)`` or ``h``) as a list, each checked to be ``expected`` and of
-        ``like``'s dtype; zeros when ``hx`` is None."""
-        if hx is None:
-            zeros = like.new_zeros(expected)
-            return [zeros, zeros] if self.cell == "lstm" else [zeros]
-        if self.cell == "lstm":
-            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-                raise TypeError("hx must be a tuple (h_0, c_0) for cell='lstm', "
-                                f"got {type(hx).__name__}")
-            named = list(zip(("hx[0]", "hx[1]"), hx))
-        else:
-            if not isinstance(hx, Tensor):
-                raise TypeError(f"hx must be a tensor h_0 for cell='gru', got {type(hx).__name__}")
-            named = [("hx", hx)]
-        for name, s in named:
-            check_float_tensor(name, s)
-            check_shape(name, s, expected)
-            if s.dtype != like.dtype:
-                raise TypeError(f"{name} must have the input's dtype {like.dtype}, got {s.dtype}")
-        return [s for _, s in named]
 
     def _run_layers(self, x: Tensor, states: list[Tensor], return_mask: bool):
         r"""Every layer and direction over ``x``.
@@ -519,5 +503,5 @@ class RIM(RIMStack):
         layers = self.num_layers * self.num_directions
         width = self.num_units * self.hidden_size
         expected = (layers, x.shape[1], width) if batched else (layers, width)
-        states = self._check_states(hx, expected, x)
+        states = checked_states(hx, self.cell, expected, x)
         return states if batched else [s.unsqueeze(1) for s in states]
