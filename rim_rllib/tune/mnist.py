@@ -4,6 +4,8 @@ A trial trains a pack of models (:func:`rim_rllib.pack`): every ``k`` x every ``
 its config (both may be lists; see :func:`rim_rllib.tune.config.pack_members`), each with
 its own initialisation, data order, per-member gradient clipping and Adam state (Adam is
 elementwise, so one optimiser over the pack updates each member exactly as its own would).
+With ``train_subset``, the subset of training images is drawn once per trial, from its
+first member's seed: a pack's members train on the same images, each in its own order.
 ``init="chrono"`` gives every LSTM (RIM units and the baseline) the chrono initialisation
 for sequences of the training length (:func:`rim_rllib.init.chrono_init_`). The training
 size is evaluated every epoch, the other sizes every ``transfer_eval_every`` epochs and
@@ -172,7 +174,7 @@ class MnistTrainable(tune.Trainable):
             metrics.update({f"m{i}/{name}": v for i, v in enumerate(values)})
         metrics["accuracy"] = metrics[f"accuracy_{cfg['train_size']}"]
         metrics["eval_seconds"] = time.perf_counter() - start
-        if self.epoch == cfg.get("epochs") and cfg["model"] == "rim":
+        if last and cfg["model"] == "rim":
             self.record_activations()
         return metrics
 
