@@ -16,6 +16,13 @@ def _no_stray_data_dirs(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
 
+@pytest.fixture(autouse=True)
+def _trainables_log_under_tmp(monkeypatch, tmp_path):
+    """A Tune Trainable built outside Tune logs to ~/ray_results by default: not here."""
+    monkeypatch.setattr("ray.tune.trainable.trainable.DEFAULT_STORAGE_PATH",
+                        str(tmp_path / "ray_results"))
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     """One local Ray instance for the tests that need it."""
