@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from rim_rllib.tune.mnist import MnistTrainable, resolve_config
+from rim_rllib.tune.mnist import MnistTrainable, lr_factor, resolve_config
 
 SMALL_RIM = dict(hidden_size=8, input_key_size=8, input_query_size=8, input_value_size=8,
                  comm_key_size=8, comm_query_size=8, comm_value_size=8, num_comm_heads=2)
@@ -47,21 +47,24 @@ def test_same_seed_same_numbers(mnist_dir):
     assert other["train_loss"] != first["train_loss"]
 
 
-@pytest.mark.parametrize("seed", [0, [0, 1]], ids=["one model", "pack of two"])
-def test_checkpoint_restore_continues_where_it_stopped(mnist_dir, tmp_path, seed):
-    trainable = MnistTrainable(config=config(mnist_dir, seed=seed))
+@pytest.mark.parametrize("overrides", [
+    dict(seed=0), dict(seed=[0, 1]),
+    dict(seed=0, lr_schedule="cosine", warmup=0.3, epochs=3, compile=True)],
+    ids=["one model", "pack of two", "cosine lr, compiled"])
+def test_checkpoint_restore_continues_where_it_stopped(mnist_dir, tmp_path, overrides):
+    trainable = MnistTrainable(config=config(mnist_dir, **overrides))
     trainable.train()
     checkpoint = trainable.save(str(tmp_path / "ckpt"))
     expected = trainable.train()
 
-    restored = MnistTrainable(config=config(mnist_dir, seed=seed))
+    restored = MnistTrainable(config=config(mnist_dir, **overrides))
     restored.restore(checkpoint)
     resumed = restored.train()
     assert resumed["epoch"] == 2
     keys = [key for key in expected if key.split("/")[-1] in (
         "train_loss", "train_accuracy", "accuracy_7", "accuracy_9", "accuracy_12")]
     assert len(keys) == 5 * (1 + len(restored.members))  # the means and every member's
-    for key in keys:
+    for key in keys + ["lr"]:
         assert resumed[key] == expected[key], key
 
 
@@ -122,6 +125,35 @@ def test_bad_config_keys_are_named():
         resolve_config({"seed": [0, -1]})
     with pytest.raises(ValueError, match=r"config\['grad_clip'\] must be a positive number"):
         resolve_config({"grad_clip": -1})
+    with pytest.raises(ValueError, match=r"config\['lr_schedule'\] must be one of "
+                       r"\['constant', 'cosine'\], got 'cosin'"):
+        resolve_config({"lr_schedule": "cosin"})
+    with pytest.raises(ValueError, match=r"config\['lr_schedule'\]='cosine' decays over "
+                       r"config\['epochs'\] \(set by the study runner\), got epochs=None"):
+        resolve_config({"lr_schedule": "cosine"})
+    with pytest.raises(ValueError, match=r"config\['warmup'\] must be the fraction"):
+        resolve_config({"warmup": 1.5})
+    with pytest.raises(ValueError, match=r"config\['compile'\] must be True or False"):
+        resolve_config({"compile": "yes"})
+
+
+def test_lr_warms_up_then_decays_to_zero_over_the_epochs():
+    steps = [lr_factor(i, "cosine", total=100, warmup=10) for i in range(100)]
+    assert steps[:10] == pytest.approx([(i + 1) / 10 for i in range(10)])
+    assert steps[10] == 1.0
+    assert all(a > b for a, b in zip(steps[10:], steps[11:]))  # decreasing after warm-up
+    assert steps[55] == pytest.approx(0.5)
+    assert lr_factor(100, "cosine", total=100, warmup=10) == pytest.approx(0.0)
+    assert [lr_factor(i, "constant", total=100, warmup=2) for i in (0, 1, 2, 99)] == [
+        0.5, 1.0, 1.0, 1.0]
+
+
+def test_cosine_schedule_reaches_zero_at_the_last_epoch(mnist_dir):
+    trainable = MnistTrainable(config=config(mnist_dir, model="lstm", lr_schedule="cosine",
+                                             epochs=2))
+    lrs = [trainable.train()["lr"] for _ in range(2)]
+    assert 0 < lrs[0] < 3e-3 and lrs[1] == pytest.approx(0.0, abs=1e-12)
+    assert MnistTrainable(config=config(mnist_dir, model="lstm")).train()["lr"] == 3e-3
 
 
 def test_transfer_sizes_are_evaluated_every_n_epochs_and_at_the_end(mnist_dir):

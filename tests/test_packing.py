@@ -1,10 +1,12 @@
 """pack(): member i of a pack computes exactly what the standalone model computes."""
 
+import copy
+
 import pytest
 import torch
 from torch import nn
 
-from rim_rllib import RIM, PackedRIM, pack
+from rim_rllib import RIM, PackedRIM, compile_steps, pack
 from rim_rllib.init import chrono_init_
 from rim_rllib.actor_critic import MiniGridActorCritic
 from rim_rllib.models import SequenceClassifier
@@ -261,3 +263,30 @@ def test_a_pack_runs_the_operations_of_one_model():
     for name in ("same Ka", "mixed Ka"):
         extra = [ops(models[name], steps) - ops(models["one"], steps) for steps in (10, 20)]
         assert extra[0] == extra[1] and extra[0] <= 12, (name, extra)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_compiled_steps_compute_what_eager_steps_compute(cell):
+    """compile_steps changes the speed, not the numbers: outputs, masks, final states and
+    gradients of a pack with per-member Ka and dropout on, in training."""
+    torch.manual_seed(0)
+    models = [RIM(3, 8, 5, k, cell=cell, **SMALL) for k in (1, 3, 5)]
+    eager = pack(models)
+    compiled = compile_steps(copy.deepcopy(eager))
+    x = torch.randn(3, 7, 6, 3)
+    results = []
+    for packed in (eager, compiled):
+        torch.manual_seed(1)  # the same dropout draws
+        out, h_n, mask = packed(x, return_mask=True)
+        (out.square().sum() + sum(s.sum() for s in states(h_n, cell))).backward()
+        results.append((out, states(h_n, cell), mask,
+                        [p.grad for p in packed.parameters()]))
+    (out_e, h_e, mask_e, grads_e), (out_c, h_c, mask_c, grads_c) = results
+    assert torch.equal(mask_e, mask_c)
+    torch.testing.assert_close(out_c, out_e, rtol=1e-5, atol=1e-6)
+    for a, b in zip(h_c, h_e):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    for a, b in zip(grads_c, grads_e):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    assert all(cell.compile_options == {"dynamic": False} for cell in compiled.cells)
+    assert all(cell.compile_options is None for cell in eager.cells)

@@ -7,7 +7,11 @@ elementwise, so one optimiser over the pack updates each member exactly as its o
 With ``train_subset``, the subset of training images is drawn once per trial, from its
 first member's seed: a pack's members train on the same images, each in its own order.
 ``init="chrono"`` gives every LSTM (RIM units and the baseline) the chrono initialisation
-for sequences of the training length (:func:`rim_rllib.init.chrono_init_`). The training
+for sequences of the training length (:func:`rim_rllib.init.chrono_init_`);
+``lr_schedule="cosine"`` decays ``lr`` to 0 over the ``epochs`` after a linear rise over the
+first ``warmup`` fraction of steps (the ``cpu`` preset's short budgets gain most from it);
+``compile=True`` runs the RIM step through ``torch.compile``
+(:func:`rim_rllib.compile_steps`; compiled once per process and batch size). The training
 size is evaluated every epoch, the other sizes every ``transfer_eval_every`` epochs and
 after the last one (``epochs``, set by the study runner).
 
@@ -22,7 +26,9 @@ trial writes its units' activation counts by pixel value and position to
 ``activations.parquet`` in its trial directory.
 """
 
+import math
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +41,7 @@ from rim_rllib.mnist_data import find_data_dir, sequential_mnist
 from rim_rllib.init import chrono_init_
 from rim_rllib.models import SequenceClassifier
 from rim_rllib.packing import member_grad_norm_clip_, pack
+from rim_rllib.rim import compile_steps
 from rim_rllib.tune.config import as_list, flat_config, pack_members
 from rim_rllib.tune.activations import count_activations, write_activations
 
@@ -46,9 +53,11 @@ DEFAULTS = dict(
     model="rim", cell="lstm", num_units=6, k=4, hidden_size=100,
     lr=1e-3, batch_size=64, train_size=14, eval_sizes=(16, 19, 24),
     train_subset=None, eval_subset=None, eval_batch_size=500, seed=0, data_dir=None,
-    threads=1, grad_clip=1.0, init="default", transfer_eval_every=1,
+    threads=1, grad_clip=1.0, init="default", transfer_eval_every=1, compile=False,
+    lr_schedule="constant", warmup=0.0,
 )
 INITS = ("default", "chrono")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 def resolve_config(config: dict) -> dict:
@@ -71,10 +80,34 @@ def resolve_config(config: dict) -> dict:
                                              and cfg["grad_clip"] > 0):
         raise ValueError(f"config['grad_clip'] must be a positive number (the per-model "
                          f"gradient-norm bound) or None, got {cfg['grad_clip']!r}")
+    if not isinstance(cfg["compile"], bool):
+        raise ValueError(f"config['compile'] must be True or False (compile the RIM step "
+                         f"with torch.compile), got {cfg['compile']!r}")
+    if cfg["lr_schedule"] not in LR_SCHEDULES:
+        raise ValueError(f"config['lr_schedule'] must be one of {list(LR_SCHEDULES)}, "
+                         f"got {cfg['lr_schedule']!r}")
+    if cfg["lr_schedule"] == "cosine" and not _is_int(cfg.get("epochs"), 1):
+        raise ValueError("config['lr_schedule']='cosine' decays over config['epochs'] "
+                         f"(set by the study runner), got epochs={cfg.get('epochs')!r}")
+    if (isinstance(cfg["warmup"], bool) or not isinstance(cfg["warmup"], (int, float))
+            or not 0 <= cfg["warmup"] < 1):
+        raise ValueError(f"config['warmup'] must be the fraction of training steps in "
+                         f"[0, 1) over which lr rises linearly, got {cfg['warmup']!r}")
     if cfg["init"] not in INITS:
         raise ValueError(f"config['init'] must be one of {list(INITS)}, got {cfg['init']!r}")
     cfg["eval_sizes"] = tuple(cfg["eval_sizes"])
     return cfg
+
+
+def lr_factor(step: int, schedule: str, total: int, warmup: int) -> float:
+    """The multiple of ``lr`` for optimiser step ``step`` (from 0) of ``total``: a linear
+    rise over the first ``warmup`` steps, then constant or a cosine decay to 0 at
+    ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
 
 
 def _is_int(value, low: int) -> bool:
@@ -116,7 +149,15 @@ class MnistTrainable(tune.Trainable):
                 chrono_init_(model, cfg["train_size"] ** 2)
             models.append(model)
         self.model = pack(models).to(self.device)
+        if cfg["compile"]:
+            compile_steps(self.model)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg["lr"])
+        steps_per_epoch = math.ceil(len(self.train_y) / cfg["batch_size"])
+        self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, partial(lr_factor, schedule=cfg["lr_schedule"],
+                                    total=steps_per_epoch * cfg.get("epochs", 1),
+                                    warmup=round(cfg["warmup"] * steps_per_epoch
+                                                 * cfg.get("epochs", 1))))
         torch.manual_seed(self.members[0]["seed"])  # dropout draws
         self.epoch = 0
 
@@ -155,6 +196,7 @@ class MnistTrainable(tune.Trainable):
             if cfg["grad_clip"]:
                 member_grad_norm_clip_(self.model, members, cfg["grad_clip"])
             self.optimizer.step()
+            self.lr_scheduler.step()
             total_loss += losses.detach() * idx.shape[1]
             correct += (logits.argmax(-1) == y).sum(1)
         train_seconds = time.perf_counter() - start
@@ -176,6 +218,7 @@ class MnistTrainable(tune.Trainable):
         metrics["eval_seconds"] = time.perf_counter() - start
         if last and cfg["model"] == "rim":
             self.record_activations()
+        metrics["lr"] = self.lr_scheduler.get_last_lr()[0]
         return metrics
 
     @torch.no_grad()
@@ -221,7 +264,8 @@ class MnistTrainable(tune.Trainable):
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
         torch.save(dict(model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
-                        epoch=self.epoch, torch_rng=torch.get_rng_state()),
+                        lr_scheduler=self.lr_scheduler.state_dict(), epoch=self.epoch,
+                        torch_rng=torch.get_rng_state()),
                    Path(checkpoint_dir) / "state.pt")
 
     def load_checkpoint(self, checkpoint_dir: str) -> None:
@@ -229,5 +273,7 @@ class MnistTrainable(tune.Trainable):
                            weights_only=True)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if "lr_scheduler" in state:  # checkpoints from before lr schedules had none
+            self.lr_scheduler.load_state_dict(state["lr_scheduler"])
         self.epoch = state["epoch"]
         torch.set_rng_state(state["torch_rng"])
