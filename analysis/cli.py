@@ -7,21 +7,27 @@ from pathlib import Path
 from rim_rllib.tune.results import is_uri
 
 
-def results_arguments(doc: str, outputs: str, argv=None) -> tuple[str, Path]:
-    """Parse ``RESULTS [--out DIR]``; returns where the results are (a local path or a
-    cloud URI) and the output directory (default: the local study directory, or
-    ``./results/STUDY`` for cloud results)."""
+def results_arguments(doc: str, outputs: str, argv=None,
+                      metric_help: str | None = None) -> tuple:
+    """Parse ``RESULTS [--out DIR]`` (and ``[--metric NAME]`` when ``metric_help`` is
+    given); returns where the results are (a local path or a cloud URI) and the output
+    directory (default: the local study directory, or ``./results/STUDY`` for cloud
+    results), then the metric when asked for."""
     parser = argparse.ArgumentParser(description=doc,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", help="a results parquet or the study directory holding it")
     parser.add_argument("--out", default=None,
                         help=f"directory for {outputs} (default: next to the results)")
+    if metric_help:
+        parser.add_argument("--metric", default=None, help=metric_help)
     args = parser.parse_args(argv)
     if args.out:
-        return args.results, Path(args.out)
-    if is_uri(args.results):
+        out = Path(args.out)
+    elif is_uri(args.results):
         study = args.results.rstrip("/").split("/")[-2 if args.results.endswith(".parquet")
                                                         else -1]
-        return args.results, Path("results") / study
-    path = Path(args.results)
-    return args.results, path if path.is_dir() else path.parent
+        out = Path("results") / study
+    else:
+        path = Path(args.results)
+        out = path if path.is_dir() else path.parent
+    return (args.results, out, args.metric) if metric_help else (args.results, out)

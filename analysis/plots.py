@@ -19,13 +19,13 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from analysis.cli import results_arguments  # noqa: E402
-from analysis.tables import eval_order, summarise  # noqa: E402
+from analysis.tables import eval_order, pick_metric, summarise  # noqa: E402
 from rim_rllib.stats import ci95_halfwidth  # noqa: E402
 from rim_rllib.tune.results import read_results  # noqa: E402
 
 
 # Metrics measured during training at the training size / environment.
-CURVE_METRICS = ("accuracy", "train_return")
+CURVE_METRICS = ("accuracy", "train_return", "recall_accuracy")
 
 
 def _label(row) -> str:
@@ -43,6 +43,7 @@ def plot_transfer(results: pd.DataFrame, path: Path) -> None:
     """Grouped bars: the final metric per evaluation size/environment, one bar per model
     / Ka (mean over seeds, 95% CI whiskers); the training one is starred."""
     summary = summarise(results)
+    summary = summary[summary["metric"] == pick_metric(summary)].copy()
     summary["label"] = summary.apply(_label, axis=1)
     trained = set(summary["train_on"])
     evals = sorted(summary["eval_on"].unique(), key=lambda e: (e not in trained, eval_order(e)))

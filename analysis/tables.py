@@ -1,11 +1,14 @@
 """The train-vs-transfer table from a study's results parquet.
 
     python -m analysis.tables results/ka_sweep-mnist-cpu [--out DIR]
+    python -m analysis.tables results/ka_sweep-copying-cpu --metric recall_ce
 
-Rows: model / cell / Kt / Ka; columns: the training image size (or environment) then every
-evaluation one; cells: mean ± 95% confidence half-width over seeds (Student t), in % for
-accuracy. Writes ``table.md`` and ``table.csv`` (numbers, one row per model x eval) next
-to the results, and prints the Markdown.
+Rows: model / cell / Kt / Ka; columns: the training image size (environment, dormant
+length) then every evaluation one; cells: mean ± 95% confidence half-width over seeds
+(Student t) of one metric, in % for accuracies. The metric is the task's first of
+:data:`TABLE_METRICS` (MNIST accuracy, MiniGrid return, copying recall accuracy) unless
+``--metric`` names another. Writes ``table.md`` and ``table.csv`` (numbers of every table
+metric, one row per model x eval x metric) next to the results, and prints the Markdown.
 """
 
 import os
@@ -22,14 +25,17 @@ from rim_rllib.stats import ci95_halfwidth
 from rim_rllib.tune.results import read_results
 
 KEYS = ["model", "cell", "Kt", "Ka"]
-# The metrics of the train-vs-transfer table (MiniGrid's train_return is a learning curve).
-TABLE_METRICS = ("accuracy", "return")
+# The metrics of the train-vs-transfer tables, the default first for each task (MiniGrid's
+# train_return is a learning curve). recall_ce is better lower.
+TABLE_METRICS = ("accuracy", "return", "recall_accuracy", "recall_ce", "sequence_accuracy")
+# Unit-collapse metrics shown beside them for RIM rows, at the training size / length.
+COLLAPSE_COLUMNS = {"switch_rate": "switch rate", "usage_entropy": "usage entropy"}
 
 
 def summarise(results: pd.DataFrame) -> pd.DataFrame:
     """Mean, 95% CI half-width and seed count per model x evaluation, final rows only."""
     final = results[results["final"] & results["value"].notna()
-                    & results["metric"].isin(TABLE_METRICS)]
+                    & results["metric"].isin([*TABLE_METRICS, *COLLAPSE_COLUMNS])]
     if final.empty:
         raise ValueError("no finished results to tabulate (no row with final=True and a value)")
     grouped = final.groupby(KEYS + ["train_on", "eval_on", "metric"], dropna=False)["value"]
@@ -38,28 +44,49 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
     return summary.drop(columns="std")
 
 
+def pick_metric(summary: pd.DataFrame, metric: str | None = None) -> str:
+    """``metric`` when the summary has it; by default the first of :data:`TABLE_METRICS`
+    that it has."""
+    present = [m for m in TABLE_METRICS if m in set(summary["metric"])]
+    if not present:
+        raise ValueError(f"no results of a table metric {list(TABLE_METRICS)}")
+    if metric is None:
+        return present[0]
+    if metric not in present:
+        raise ValueError(f"--metric must be one of the results' table metrics {present}, "
+                         f"got {metric!r}")
+    return metric
+
+
 def eval_order(value: str) -> tuple:
     """Sort key putting image sizes and environment ids in natural order (6x6 < 16x16)."""
     return tuple(int(part) if part.isdigit() else part
                  for part in re.split(r"(\d+)", value))
 
 
-def build_table(results: pd.DataFrame) -> pd.DataFrame:
-    """The wide table: one row per model, one column per evaluation, 'mean ± ci' strings."""
+def build_table(results: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
+    """The wide table of ``metric`` (default: the first of :data:`TABLE_METRICS` in the
+    results): one row per model, one column per evaluation, 'mean ± ci' strings."""
     summary = summarise(results)
-    scale = np.where(summary["metric"] == "accuracy", 100.0, 1.0)
+    metric = pick_metric(summary, metric)
+    collapse = summary[summary["metric"].isin(COLLAPSE_COLUMNS)
+                       & (summary["eval_on"] == summary["train_on"])].copy()
+    collapse["eval_on"] = collapse["metric"].map(COLLAPSE_COLUMNS)
+    summary = pd.concat([summary[summary["metric"] == metric], collapse], ignore_index=True)
+    scale = np.where(summary["metric"].str.endswith("accuracy"), 100.0, 1.0)
     mean, ci = summary["mean"] * scale, summary["ci95"] * scale
     summary["cell_text"] = [f"{m:.2f}" if np.isnan(c) else f"{m:.2f} ± {c:.2f}"
                             for m, c in zip(mean, ci)]
     trained = set(summary["train_on"])
     summary["column"] = [f"{e}*" if e in trained else e for e in summary["eval_on"]]
+    extra = [c for c in COLLAPSE_COLUMNS.values() if c in set(summary["column"])]
     # The LSTM baseline has no cell type or Ka: give it keys that pivot and sort last.
     summary["cell"] = summary["cell"].fillna("–")
     summary["Ka"] = summary["Ka"].fillna(-1).astype(int)
     table = summary.pivot_table(index=KEYS, columns="column", values="cell_text",
                                 aggfunc="first")
-    columns = sorted(table.columns, key=lambda c: (not c.endswith("*"),
-                                                   eval_order(c.rstrip("*"))))
+    columns = sorted((c for c in table.columns if c not in extra),
+                     key=lambda c: (not c.endswith("*"), eval_order(c.rstrip("*")))) + extra
     table = table[columns].reset_index()
     table = table.sort_values(["model", "Kt", "Ka"], ascending=[False, True, False])
     table["Ka"] = table["Ka"].map(lambda k: "–" if k < 0 else str(k))
@@ -84,10 +111,13 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def main(argv=None) -> int:
-    location, out = results_arguments(__doc__, "table.md and table.csv", argv)
+    location, out, metric = results_arguments(
+        __doc__, "table.md and table.csv", argv,
+        metric_help=f"the table's metric, one of {list(TABLE_METRICS)} (default: the "
+                    "task's first)")
     try:
         results = read_results(location)
-        table = build_table(results)
+        table = build_table(results, metric)
     except (FileNotFoundError, ValueError) as err:
         print(f"analysis.tables: {err}", file=sys.stderr)
         return 2

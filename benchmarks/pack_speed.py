@@ -7,14 +7,17 @@ One training step of sequential-MNIST classifiers (B images of T = 196 pixels ea
 entropy, backward, per-model gradient clipping, Adam): for each M, a pack of M RIMs (Ka
 1..Kt in turn) against M separate models stepped one after another, timed alternately in
 the same run. Prints model-samples per second (M x B / step time, median over repeats,
-with the slowest and fastest repeat) and the speed-up, and writes the rows as JSON. Pure
-torch: it runs where Ray is not installed.
+with the slowest and fastest repeat) and the speed-up, and writes the rows as JSON. With
+``--compile`` the pack is also timed with its RIM step compiled (``compile_steps``; the
+compilation happens in the warm-up round and is reported apart). Pure torch: it runs where
+Ray is not installed.
 """
 
 import argparse
 import platform
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -23,6 +26,7 @@ import torch.nn.functional as F
 from report import write_report
 from rim_rllib.models import MNIST_SIZES, SequenceClassifier
 from rim_rllib.packing import member_grad_norm_clip_, pack
+from rim_rllib.rim import compile_steps
 
 STEPS = 196  # 14 x 14 pixels, the training size
 BATCH = {"cpu": 16, "paper": 64}  # the batch sizes of the presets of those names
@@ -43,39 +47,49 @@ def train_step(model, optimizer, x, y, members: int) -> None:
     optimizer.step()
 
 
-def bench(name: str, members: int, batch: int, device: str, repeats: int) -> dict:
+def bench(name: str, members: int, batch: int, device: str, repeats: int,
+          compiled: bool = False) -> dict:
     torch.manual_seed(0)
     sizes = MNIST_SIZES[name]
     separate = make_models(sizes, members, device)
-    packed = pack(make_models(sizes, members, device))
+    packs = {"packed": pack(make_models(sizes, members, device))}
+    if compiled:
+        packs["compiled"] = compile_steps(pack(make_models(sizes, members, device)))
     x = torch.randint(0, 2, (members, batch, STEPS, 1), device=device).float()
     y = torch.randint(0, 10, (members, batch), device=device)
-    packed_opt = torch.optim.Adam(packed.parameters())
     separate_opts = [torch.optim.Adam(m.parameters()) for m in separate]
-
-    def run_packed():
-        train_step(packed, packed_opt, x, y, members)
 
     def run_separate():
         for i, (model, opt) in enumerate(zip(separate, separate_opts)):
             train_step(model, opt, x[i], y[i], 1)
 
-    times = {"packed": [], "separate": []}
-    for repeat in range(repeats + 1):  # the first round warms up
-        for label, run in (("packed", run_packed), ("separate", run_separate)):
+    runs = {label: partial(train_step, model, torch.optim.Adam(model.parameters()), x, y,
+                           members) for label, model in packs.items()}
+    runs["separate"] = run_separate
+    times = {label: [] for label in runs}
+    warmup = {}
+    for repeat in range(repeats + 1):  # the first round warms up (and compiles)
+        for label, run in runs.items():
             start = time.perf_counter()
             run()
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
+            elapsed = time.perf_counter() - start
             if repeat:
-                times[label].append(time.perf_counter() - start)
+                times[label].append(elapsed)
+            else:
+                warmup[label] = elapsed
     row = dict(sizes=name, device=device, members=members, batch=batch, steps=STEPS,
                repeats=repeats, threads=torch.get_num_threads())
+    if compiled:
+        row["compile_s"] = warmup["compiled"] - warmup["packed"]
     for label, values in times.items():
         rates = [members * batch / t for t in values]
         row[f"{label}_samples_per_s"] = statistics.median(rates)
         row[f"{label}_samples_per_s_range"] = [min(rates), max(rates)]
     row["speedup"] = row["packed_samples_per_s"] / row["separate_samples_per_s"]
+    if compiled:
+        row["compiled_speedup"] = row["compiled_samples_per_s"] / row["packed_samples_per_s"]
     return row
 
 
@@ -92,6 +106,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (a trial uses one)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time the pack with its RIM step compiled")
     parser.add_argument("--json", type=Path, default=Path("results/benchmarks/pack_speed.json"))
     args = parser.parse_args()
     for name, values, low in (("--members", args.members, 1),
@@ -107,19 +123,29 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     rows = []
-    print(f"{'sizes':6} {'device':6} {'M':>3} {'B':>3} {'packed samples/s':>22} "
-          f"{'one after another':>22} {'speed-up':>8}")
+    labels = ["packed", "separate"] + (["compiled"] if args.compile else [])
+    titles = {"packed": "packed samples/s", "separate": "one after another",
+              "compiled": "packed, compiled"}
+    print(f"{'sizes':6} {'device':6} {'M':>3} {'B':>3} {titles['packed']:>22} "
+          f"{titles['separate']:>22} {'speed-up':>8}"
+          + (f" {titles['compiled']:>22} {'vs eager':>8} {'compile':>7}"
+             if args.compile else ""))
     for device in devices:
         for name in args.sizes:
             for members in args.members:
-                row = bench(name, members, args.batch or BATCH[name], device, args.repeats)
+                row = bench(name, members, args.batch or BATCH[name], device, args.repeats,
+                            args.compile)
                 rows.append(row)
-                ranges = {label: "{:.0f}-{:.0f}".format(*row[f"{label}_samples_per_s_range"])
-                          for label in ("packed", "separate")}
-                print(f"{name:6} {device:6} {members:3d} {row['batch']:3d} "
-                      f"{row['packed_samples_per_s']:7.0f} ({ranges['packed']:>12}) "
-                      f"{row['separate_samples_per_s']:7.0f} ({ranges['separate']:>12}) "
-                      f"{row['speedup']:8.2f}", flush=True)
+                cells = {label: "{:7.0f} ({:>12})".format(
+                    row[f"{label}_samples_per_s"],
+                    "{:.0f}-{:.0f}".format(*row[f"{label}_samples_per_s_range"]))
+                    for label in labels}
+                line = (f"{name:6} {device:6} {members:3d} {row['batch']:3d} "
+                        f"{cells['packed']} {cells['separate']} {row['speedup']:8.2f}")
+                if args.compile:
+                    line += (f" {cells['compiled']} {row['compiled_speedup']:8.2f} "
+                             f"{row['compile_s']:6.0f}s")
+                print(line, flush=True)
 
     report = dict(torch=torch.__version__, machine=platform.machine(),
                   processor=platform.processor(),

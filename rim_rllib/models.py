@@ -1,5 +1,6 @@
-"""Sequence classifiers for sequential MNIST: a RIM or the LSTM baseline, then a linear
-layer on the final state of all units."""
+"""Sequence models for sequential MNIST and the copying task: a RIM or the LSTM baseline,
+then a linear layer on the final state of all units (MNIST) or on their states at every
+step (copying)."""
 
 import copy
 
@@ -12,6 +13,7 @@ from rim_rllib.packing import (check_same, factory_of, group_to_linear, linear_t
 from rim_rllib.rim import RIM
 
 MODELS = ("rim", "lstm")
+READOUTS = ("last", "every")
 
 # Model sizes of the sequential-MNIST presets (the Tune presets add budgets and lr).
 MNIST_SIZES = {
@@ -26,7 +28,8 @@ MNIST_SIZES = {
 
 class SequenceClassifier(nn.Module):
     r"""RIM (``Kt`` units of ``hidden_size``) or ``nn.LSTM`` with hidden ``Kt * hidden_size``
-    over a sequence, and a linear classifier on the last step's state.
+    over a sequence, and a linear classifier on the last step's state (``readout="last"``)
+    or on every step's (``readout="every"``).
 
     Args:
         model: ``"rim"`` or ``"lstm"`` (the baseline; ``k``, ``cell`` and ``rim_kwargs`` are
@@ -37,18 +40,23 @@ class SequenceClassifier(nn.Module):
         num_units: RIM units, :math:`K_t`; the LSTM baseline has :math:`K_t H` hidden.
         k: active RIM units, :math:`K_a`.
         cell: RIM unit type, ``"lstm"`` or ``"gru"``.
+        readout: ``"last"`` (one prediction per sequence) or ``"every"`` (one per step).
         **rim_kwargs: attention sizes and dropouts of :class:`rim_rllib.RIM`.
 
-    Shape: input :math:`(B, T, D)` → logits :math:`(B, C)`.
+    Shape: input :math:`(B, T, D)` → logits :math:`(B, C)`, or :math:`(B, T, C)` with
+    ``readout="every"``.
     """
 
     def __init__(self, model: str = "rim", input_size: int = 1, num_classes: int = 10,
                  hidden_size: int = 100, num_units: int = 6, k: int = 4, cell: str = "lstm",
-                 **rim_kwargs):
+                 readout: str = "last", **rim_kwargs):
         super().__init__()
         if model not in MODELS:
             raise ValueError(f"model must be one of {list(MODELS)}, got {model!r}")
+        if readout not in READOUTS:
+            raise ValueError(f"readout must be one of {list(READOUTS)}, got {readout!r}")
         self.model = model
+        self.readout = readout
         width = num_units * hidden_size
         if model == "rim":
             self.memory = RIM(input_size, hidden_size, num_units, k, cell=cell,
@@ -62,12 +70,15 @@ class SequenceClassifier(nn.Module):
         (``None`` for the LSTM)."""
         mask = None
         if return_mask and self.model == "rim":
-            _, state, mask = self.memory(x, return_mask=True)
+            output, state, mask = self.memory(x, return_mask=True)
             mask = mask[:, :, 0]
         else:
-            _, state = self.memory(x)
-        h_n = state[0] if isinstance(state, tuple) else state
-        logits = self.classifier(h_n[-1])
+            output, state = self.memory(x)
+        if self.readout == "every":
+            logits = self.classifier(output)
+        else:
+            h_n = state[0] if isinstance(state, tuple) else state
+            logits = self.classifier(h_n[-1])
         return (logits, mask) if return_mask else logits
 
 
@@ -77,14 +88,15 @@ class PackedSequenceClassifier(nn.Module):
     :func:`rim_rllib.pack`): the memories packed, one linear classifier per member.
 
     Shape: input :math:`(B, T, D)` shared by the members or :math:`(M, B, T, D)` one batch
-    per member → logits :math:`(M, B, C)`; with ``return_mask`` also the RIM masks
-    :math:`(M, B, T, K_t)` (``None`` for the LSTM).
+    per member → logits :math:`(M, B, C)` (:math:`(M, B, T, C)` with ``readout="every"``);
+    with ``return_mask`` also the RIM masks :math:`(M, B, T, K_t)` (``None`` for the LSTM).
     """
 
     def __init__(self, models: list[SequenceClassifier]):
         super().__init__()
-        check_same(models, ("model",), "sequence classifiers")
+        check_same(models, ("model", "readout"), "sequence classifiers")
         self.model = models[0].model
+        self.readout = models[0].readout
         self.num_members = len(models)
         self.memory = pack([m.memory for m in models])
         first = models[0].classifier
@@ -98,12 +110,15 @@ class PackedSequenceClassifier(nn.Module):
     def forward(self, x: Tensor, return_mask: bool = False):
         mask = None
         if return_mask and self.model == "rim":
-            _, state, mask = self.memory(x, return_mask=True)
+            output, state, mask = self.memory(x, return_mask=True)
             mask = mask[:, :, :, 0]
         else:
-            _, state = self.memory(x)
-        h_n = state[0] if isinstance(state, tuple) else state                # (M, L, B, W)
-        logits = self.classifier(h_n[:, -1].transpose(0, 1)).transpose(0, 1)
+            output, state = self.memory(x)
+        if self.readout == "every":                       # output (M, B, T, W), group last
+            logits = self.classifier(output.movedim(0, -2)).movedim(-2, 0)
+        else:
+            h_n = state[0] if isinstance(state, tuple) else state            # (M, L, B, W)
+            logits = self.classifier(h_n[:, -1].transpose(0, 1)).transpose(0, 1)
         return (logits, mask) if return_mask else logits
 
     def unpack(self) -> list[SequenceClassifier]:

@@ -69,7 +69,7 @@ def test_a_failed_trial_keeps_the_others_results(mnist_dir, tmp_path, ray_sessio
     failed = df[df["model"] == "lstm"]
     assert len(failed) == 1 and failed["status"].item() == "ERROR"
     assert failed["value"].isna().all() and failed["eval_on"].isna().all()
-    done = df[df["model"] == "rim"]
+    done = df[(df["model"] == "rim") & (df["metric"] == "accuracy")]
     assert set(done["status"]) == {"TERMINATED"} and len(done[done["final"]]) == 2
 
 
@@ -174,7 +174,7 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(mnist_dir, tmp_
     for trial in completed:  # no trial recorded as finished ran again
         assert not [e for t, tr, e in log if tr == trial and t > killed_at]
     df = read_results(experiment / "results.parquet")
-    final = df[df["final"]]
+    final = df[df["final"] & (df["metric"] == "accuracy")]
     assert final["trial_id"].nunique() == 8 and set(final["status"]) == {"TERMINATED"}
     assert len(final) == 8 * 2 and (final["iteration"] == 3).all()
     # Every epoch of every trial ran (interrupted trials went on from their checkpoints).

@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from rim_rllib.tune.mnist import MnistTrainable, lr_factor, resolve_config
+from rim_rllib.tune.mnist import MnistTrainable, resolve_config
+from rim_rllib.tune.sequence import lr_factor
 
 SMALL_RIM = dict(hidden_size=8, input_key_size=8, input_query_size=8, input_value_size=8,
                  comm_key_size=8, comm_query_size=8, comm_value_size=8, num_comm_heads=2)
@@ -116,7 +117,7 @@ def test_members_are_every_ka_and_seed(mnist_dir):
 
 
 def test_bad_config_keys_are_named():
-    with pytest.raises(ValueError, match=r"unknown MNIST trainable config keys \['hiden_size'\]"):
+    with pytest.raises(ValueError, match=r"unknown mnist trainable config keys \['hiden_size'\]"):
         resolve_config({"hiden_size": 3})
     with pytest.raises(ValueError, match=r"config\['num_units'\] must be a positive int"):
         resolve_config({"num_units": 0})
@@ -163,3 +164,18 @@ def test_transfer_sizes_are_evaluated_every_n_epochs_and_at_the_end(mnist_dir):
     assert [("accuracy_9" in r, "accuracy_7" in r) for r in reported] == [
         (False, True), (True, True), (True, True)]
     trainable.stop()
+
+
+def test_rim_trials_report_unit_collapse_at_the_training_size(mnist_dir):
+    rim = MnistTrainable(config=config(mnist_dir, k=[1, 4], seed=[0])).train()
+    for i, k in enumerate((1, 4)):
+        assert 0 <= rim[f"m{i}/usage_entropy_7"] <= 1
+        assert 0 <= rim[f"m{i}/switch_rate_7"] <= 1
+        assert 1 <= rim[f"m{i}/distinct_sets_7"]
+        assert 0 <= rim[f"m{i}/min_unit_rate_7"] <= rim[f"m{i}/max_unit_rate_7"] <= 1
+    # Ka = Kt = 4: every unit at every step, one active set, no switch
+    assert (rim["m1/switch_rate_7"], rim["m1/distinct_sets_7"], rim["m1/min_unit_rate_7"],
+            rim["m1/usage_entropy_7"]) == (0.0, 1.0, 1.0, pytest.approx(1.0))
+    assert "usage_entropy_9" not in rim  # the training size only
+    lstm = MnistTrainable(config=config(mnist_dir, model="lstm")).train()
+    assert not any("entropy" in key or "switch" in key for key in lstm)

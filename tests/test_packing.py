@@ -123,14 +123,16 @@ def test_members_do_not_leak_into_each_other():
 
 
 @pytest.mark.parametrize("model", ["rim", "lstm"])
-def test_sequence_classifiers_pack(model):
+@pytest.mark.parametrize("readout", ["last", "every"])
+def test_sequence_classifiers_pack(model, readout):
     torch.manual_seed(0)
     kwargs = NO_DROPOUT if model == "rim" else {}
-    models = [SequenceClassifier(model, 1, 10, 8, 4, k, **kwargs) for k in (1, 2, 4)]
+    models = [SequenceClassifier(model, 1, 10, 8, 4, k, readout=readout, **kwargs)
+              for k in (1, 2, 4)]
     packed = pack(models)
     x = torch.randn(3, 5, 11, 1)
     logits = packed(x)
-    assert logits.shape == (3, 5, 10)
+    assert logits.shape == ((3, 5, 10) if readout == "last" else (3, 5, 11, 10))
     for i, m in enumerate(models):
         torch.testing.assert_close(logits[i], m(x[i]), rtol=1e-5, atol=1e-6)
     for a, b in zip(packed.unpack(), models):

@@ -34,7 +34,14 @@ def test_sweep_writes_one_row_per_trial_eval_and_iteration(study):
     spec, storage, path = study
     assert path == str(storage / "tiny" / "results.parquet")
     assert pq.read_schema(path).equals(SCHEMA, check_metadata=False)
-    df = read_results(path)
+    everything = read_results(path)
+    collapse = everything[everything["metric"] != "accuracy"]
+    # RIM trials also report their units' collapse at the training size, every iteration
+    assert set(collapse["metric"]) == {"usage_entropy", "switch_rate", "distinct_sets",
+                                       "min_unit_rate", "max_unit_rate"}
+    assert len(collapse) == 2 * 5 * 2 and set(collapse["eval_on"]) == {"7"}
+    assert set(collapse["model"]) == {"rim"}
+    df = everything[everything["metric"] == "accuracy"]
     assert len(df) == 3 * 3 * 2  # trials x eval sizes (7, 9, 12) x iterations
     assert (df["status"] == "TERMINATED").all()
     final = df[df["final"]]
@@ -59,6 +66,7 @@ def test_analysis_commands_on_the_study(study, capsys):
     assert tables_main([str(storage / "tiny")]) == 0
     printed = capsys.readouterr().out
     assert "| rim " in printed and "| lstm " in printed and "7*" in printed
+    assert "switch rate" in printed and "usage entropy" in printed
     assert (storage / "tiny" / "table.csv").is_file()
     assert plots_main([str(storage / "tiny")]) == 0
     for name in ("transfer.png", "learning_curves.png"):
@@ -140,6 +148,7 @@ def test_a_packed_sweep_writes_one_row_per_model(packed_study):
     spec, storage, path = packed_study
     assert spec.num_trials == 2 and spec.num_models == 8
     df = read_results(path)
+    df = df[df["metric"] == "accuracy"]
     assert len(df) == 8 * 2  # models x eval sizes (7, 9) x 1 iteration
     assert df["trial_id"].nunique() == 2 and df["final"].all()
     models = df.drop_duplicates(["trial_id", "member"])
@@ -204,3 +213,15 @@ def test_asha_studies_pack_seeds_by_default():
     with_asha = study_spec("mnist", asha=True)
     assert (with_asha.pack, with_asha.cpus_per_trial) == ("seeds", 1)
     assert with_asha.num_trials == 7 and with_asha.num_models == 21
+
+
+def test_the_cpu_preset_gives_the_lstm_baseline_its_own_lr():
+    from rim_rllib.tune.config import flat_config
+    from rim_rllib.tune.tasks import study_spec
+    spec = study_spec("mnist")
+    variants, _ = spec.trial_grid()
+    lrs = {v["model"]: flat_config(dict(spec.base_config, variant=v))["lr"] for v in variants}
+    assert lrs == {"rim": 3e-3, "lstm": 6e-3}
+    assert spec.base_config["lr_schedule"] == "cosine" and spec.base_config["compile"]
+    paper, _ = study_spec("mnist", preset="paper").trial_grid()
+    assert all("lr" not in v for v in paper)  # the reference's one lr for every model

@@ -11,18 +11,23 @@ schema_version    int32     2
 study             string    the study's name
 trial_id          string    Tune's trial id
 member            int32     the model's index in its trial's pack (0 when unpacked)
-task              string    ``mnist`` or ``minigrid``
+task              string    ``mnist``, ``copying`` or ``minigrid``
 model             string    ``rim`` or ``lstm``
 cell              string    RIM unit type (``lstm``/``gru``), null for the LSTM baseline
 Kt                int32     RIM units (the LSTM baseline's hidden is Kt * hidden_size)
 Ka                int32     the model's active RIM units, null for the LSTM baseline
 hidden_size       int32     hidden size per unit
 seed              int32     the model's seed
-train_on          string    training image size (``"14"``) or environment id
-eval_on           string    evaluation image size or environment id
-metric            string    ``accuracy`` (MNIST test accuracy), ``return`` (MiniGrid
-                            evaluation return, last iteration) or ``train_return``
-                            (MiniGrid return while training, every iteration)
+train_on          string    training image size (``"14"``), dormant length or environment id
+eval_on           string    evaluation image size, dormant length or environment id
+metric            string    ``accuracy`` (MNIST test accuracy), ``recall_ce``,
+                            ``recall_accuracy``, ``sequence_accuracy`` (copying task, on
+                            the 10 recall steps), ``return`` (MiniGrid evaluation return,
+                            last iteration) or ``train_return`` (MiniGrid return while
+                            training, every iteration); RIMs of the sequence tasks also
+                            ``usage_entropy``, ``switch_rate``, ``distinct_sets``,
+                            ``min_unit_rate``, ``max_unit_rate`` at the training size /
+                            length (unit collapse, see :mod:`rim_rllib.collapse`)
 value             float64   the metric's value (null, with metric and eval_on null, for a
                             trial that reported nothing: failed or never started)
 iteration         int32     Tune's training_iteration of the row
@@ -53,6 +58,7 @@ import pyarrow.parquet as pq
 from ray.tune import ExperimentAnalysis
 
 from rim_rllib.atomic import atomic_write
+from rim_rllib.collapse import COLLAPSE_METRICS
 from rim_rllib.tune.config import flat_config, pack_members
 
 SCHEMA_VERSION = 2
@@ -81,10 +87,22 @@ class TaskLayout:
     metrics: tuple[tuple[re.Pattern, str], ...]
 
 
+# Reported by RIM trials of the sequence tasks at the training size / length.
+COLLAPSE_COLUMNS = (*COLLAPSE_METRICS, "min_unit_rate", "max_unit_rate")
+
+
+def _member_metrics(names) -> tuple:
+    """``m<i>/<name>_<eval>`` columns of the sequence trainables, for each name."""
+    return tuple((re.compile(rf"^m(?P<member>\d+)/{name}_(?P<eval>\d+)$"), name)
+                 for name in names)
+
+
 TASKS = {
     "mnist": TaskLayout("model", lambda cfg: str(cfg.get("train_size")), "epoch", "epoch",
-                        ((re.compile(r"^m(?P<member>\d+)/accuracy_(?P<eval>\d+)$"),
-                          "accuracy"),)),
+                        _member_metrics(("accuracy", *COLLAPSE_COLUMNS))),
+    "copying": TaskLayout("model", lambda cfg: str(cfg.get("dormant")), "epoch", "epoch",
+                          _member_metrics(("recall_ce", "recall_accuracy",
+                                           "sequence_accuracy", *COLLAPSE_COLUMNS))),
     "minigrid": TaskLayout("memory", lambda cfg: cfg.get("env"), "frames", "frame",
                            ((re.compile(r"^return/(?P<eval>.+)$"), "return"),
                             (re.compile(r"^(?P<eval>train)_return$"), "train_return"))),

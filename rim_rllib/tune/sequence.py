@@ -1,0 +1,323 @@
+"""What the sequence-task trainables (sequential MNIST, the copying task) share: a trial
+trains a pack of models (:func:`rim_rllib.pack`), every ``k`` x every ``seed`` of its
+config (both may be lists; see :func:`rim_rllib.tune.config.pack_members`), each with its
+own initialisation, data order, per-member gradient clipping and Adam state (Adam is
+elementwise, so one optimiser over the pack updates each member exactly as its own would).
+
+``init="chrono"`` gives every LSTM (RIM units and the baseline) the chrono initialisation
+(:func:`rim_rllib.init.chrono_init_`) for the task's training length;
+``lr_schedule="cosine"`` decays ``lr`` to 0 over the ``epochs`` after a linear rise over the
+first ``warmup`` fraction of steps; ``compile=True`` runs the RIM step through
+``torch.compile`` (:func:`rim_rllib.compile_steps`; compiled once per process and batch
+size).
+
+Each ``step()`` is one epoch. It reports, for member ``i``, ``m<i>/train_loss`` and the
+task's evaluation metrics as ``m<i>/<metric>``, and the mean over members without the
+prefix (what schedulers and the progress table read), plus ``samples_per_s``
+(model-samples: members x sequences), ``lr`` and ``eval_seconds``. RIM trials also report
+at the training key each member's unit-collapse metrics (``usage_entropy``, ``switch_rate``,
+``distinct_sets``, ``min_unit_rate``, ``max_unit_rate``; see :mod:`rim_rllib.collapse`). Checkpoints hold the
+pack, optimiser, lr schedule and RNG states, so a restored trial continues exactly where it
+stopped.
+"""
+
+import math
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from ray import tune
+from torch import Tensor, nn
+
+from rim_rllib.collapse import COLLAPSE_METRICS, collapse_metrics
+from rim_rllib.init import chrono_init_
+from rim_rllib.packing import member_grad_norm_clip_, pack
+from rim_rllib.rim import compile_steps
+from rim_rllib.tune.activations import count_activations, write_activations
+from rim_rllib.tune.config import as_list, flat_config, pack_members
+
+RIM_KWARGS = ("input_key_size", "input_value_size", "input_query_size", "num_input_heads",
+              "input_dropout", "comm_key_size", "comm_value_size", "comm_query_size",
+              "num_comm_heads", "comm_dropout")
+COMMON_DEFAULTS = dict(
+    model="rim", cell="lstm", num_units=6, k=4, hidden_size=100, lr=1e-3, batch_size=64,
+    eval_batch_size=500, seed=0, threads=1, grad_clip=1.0, init="default", compile=False,
+    lr_schedule="constant", warmup=0.0,
+)
+INITS = ("default", "chrono")
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def is_int(value, low: int) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and value >= low
+
+
+def lr_factor(step: int, schedule: str, total: int, warmup: int) -> float:
+    """The multiple of ``lr`` for optimiser step ``step`` (from 0) of ``total``: a linear
+    rise over the first ``warmup`` steps, then constant or a cosine decay to 0 at
+    ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+
+class SequenceTrainable(tune.Trainable):
+    """Base of the sequence-task trainables. Subclasses set :attr:`TASK` (the results'
+    task name), :attr:`TRAIN_KEY`, :attr:`DEFAULTS` (added to :data:`COMMON_DEFAULTS`,
+    with ``transfer_eval_every``) and :attr:`POSITIVE_INTS`, and implement
+    :meth:`load_data`, :meth:`build_model`, :meth:`inputs`, :meth:`member_losses`,
+    :meth:`evaluate` and :meth:`activation_conditions`."""
+
+    TASK = ""
+    #: The config key of what the task trains on and evaluates at (image size, dormant
+    #: length); ``eval_sets`` is keyed by its values.
+    TRAIN_KEY = ""
+    DEFAULTS: dict = {}
+    POSITIVE_INTS: tuple[str, ...] = ()
+
+    @classmethod
+    def resolve_config(cls, config: dict) -> dict:
+        """Defaults filled in, a study's ``variant`` dict merged, every key checked."""
+        config = flat_config(config)
+        defaults = COMMON_DEFAULTS | cls.DEFAULTS
+        unknown = set(config) - set(defaults) - set(RIM_KWARGS) - {"epochs"}
+        if unknown:
+            raise ValueError(f"unknown {cls.TASK} trainable config keys {sorted(unknown)}; "
+                             f"expected some of {sorted(set(defaults) | set(RIM_KWARGS))}")
+        cfg = defaults | config
+        for key in ("batch_size", "eval_batch_size", "num_units", "hidden_size", "threads",
+                    *cls.POSITIVE_INTS):
+            if not is_int(cfg[key], 1):
+                raise ValueError(f"config[{key!r}] must be a positive int, got {cfg[key]!r}")
+        for key, low in (("k", 1), ("seed", 0)):
+            if not as_list(cfg[key]) or not all(is_int(v, low) for v in as_list(cfg[key])):
+                raise ValueError(f"config[{key!r}] must be an int >= {low} or a non-empty "
+                                 f"list of them, got {cfg[key]!r}")
+        if cfg["grad_clip"] is not None and not (isinstance(cfg["grad_clip"], (int, float))
+                                                 and cfg["grad_clip"] > 0):
+            raise ValueError(f"config['grad_clip'] must be a positive number (the per-model "
+                             f"gradient-norm bound) or None, got {cfg['grad_clip']!r}")
+        if not isinstance(cfg["compile"], bool):
+            raise ValueError(f"config['compile'] must be True or False (compile the RIM "
+                             f"step with torch.compile), got {cfg['compile']!r}")
+        if cfg["lr_schedule"] not in LR_SCHEDULES:
+            raise ValueError(f"config['lr_schedule'] must be one of {list(LR_SCHEDULES)}, "
+                             f"got {cfg['lr_schedule']!r}")
+        if cfg["lr_schedule"] == "cosine" and not is_int(cfg.get("epochs"), 1):
+            raise ValueError("config['lr_schedule']='cosine' decays over config['epochs'] "
+                             f"(set by the study runner), got epochs={cfg.get('epochs')!r}")
+        if (isinstance(cfg["warmup"], bool) or not isinstance(cfg["warmup"], (int, float))
+                or not 0 <= cfg["warmup"] < 1):
+            raise ValueError(f"config['warmup'] must be the fraction of training steps in "
+                             f"[0, 1) over which lr rises linearly, got {cfg['warmup']!r}")
+        if cfg["init"] not in INITS:
+            raise ValueError(f"config['init'] must be one of {list(INITS)}, "
+                             f"got {cfg['init']!r}")
+        return cfg
+
+    def setup(self, config: dict) -> None:
+        cfg = self.cfg = self.resolve_config(config)
+        self.members = pack_members(cfg)
+        torch.set_num_threads(cfg["threads"])
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.load_data()
+        self.num_train = len(self.train_y)
+
+        rim_kwargs = {key: cfg[key] for key in RIM_KWARGS if key in cfg}
+        models = []
+        for member in self.members:
+            torch.manual_seed(member["seed"])  # each member's own initialisation
+            model = self.build_model(member["k"], rim_kwargs)
+            if cfg["init"] == "chrono":
+                chrono_init_(model, self.train_length)
+            models.append(model)
+        self.model = pack(models).to(self.device)
+        if cfg["compile"]:
+            compile_steps(self.model)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg["lr"])
+        steps = math.ceil(self.num_train / cfg["batch_size"]) * cfg.get("epochs", 1)
+        self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, partial(lr_factor, schedule=cfg["lr_schedule"], total=steps,
+                                    warmup=round(cfg["warmup"] * steps)))
+        torch.manual_seed(self.members[0]["seed"])  # dropout draws
+        self.epoch = 0
+
+    # -- what a task provides ----------------------------------------------------------
+
+    #: Steps of a training sequence (what chrono initialisation is sized for).
+    train_length: int
+    train_x: Tensor
+    train_y: Tensor
+    eval_sets: dict[int, tuple[Tensor, Tensor]]
+
+    def load_data(self) -> None:
+        """Load or generate ``train_x``, ``train_y`` and ``eval_sets`` (training value
+        first) and set :attr:`train_length`."""
+        raise NotImplementedError
+
+    def build_model(self, k: int | None, rim_kwargs: dict) -> nn.Module:
+        """One member's model (``k`` is ``None`` for the LSTM baseline)."""
+        raise NotImplementedError
+
+    def inputs(self, x: Tensor) -> Tensor:
+        """Stored sequences as the model's input, on the device."""
+        raise NotImplementedError
+
+    def member_losses(self, output: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        """Each member's mean loss :math:`(M,)` (differentiable) and its number of right
+        predictions :math:`(M,)` (the training accuracy's numerator, per sequence)."""
+        raise NotImplementedError
+
+    def evaluate(self, key: int, masks: list | None = None) -> dict[str, Tensor]:
+        """Each member's metrics on ``eval_sets[key]``, name -> :math:`(M,)`, from
+        :meth:`eval_outputs` (pass ``masks`` on to it)."""
+        raise NotImplementedError
+
+    def activation_conditions(self, key: int) -> dict[str, np.ndarray]:
+        """Conditions (name -> one value per step of every sequence of ``eval_sets[key]``,
+        sequence-major) under which unit activations are counted."""
+        raise NotImplementedError
+
+    # -- evaluation and activations -------------------------------------------------------
+
+    def eval_batches(self, key: int):
+        """``eval_sets[key]`` in batches of ``eval_batch_size``, on the device."""
+        x_all, y_all = self.eval_sets[key]
+        step = self.cfg["eval_batch_size"]
+        for first in range(0, len(y_all), step):
+            yield (self.inputs(x_all[first:first + step]),
+                   y_all[first:first + step].to(self.device))
+
+    def eval_outputs(self, key: int, masks: list | None = None):
+        """The model's outputs and the targets on ``eval_sets[key]``, batch by batch;
+        with a ``masks`` list, each batch's RIM activation masks are appended to it."""
+        for x, y in self.eval_batches(key):
+            if masks is None:
+                yield self.model(x), y
+            else:
+                output, mask = self.model(x, return_mask=True)
+                masks.append(mask.cpu())
+                yield output, y
+
+    def evaluate_members(self, last: bool) -> dict[str, list[float]]:
+        """``<metric>_<key>`` per member: the training key every epoch, the others every
+        ``transfer_eval_every`` epochs and after the last one; for RIMs also the collapse
+        metrics (:mod:`rim_rllib.collapse`) at the training key."""
+        cfg, metrics = self.cfg, {}
+        for key in self.eval_sets:
+            train_key = key == cfg[self.TRAIN_KEY]
+            if train_key or last or self.epoch % cfg["transfer_eval_every"] == 0:
+                masks = [] if train_key and cfg["model"] == "rim" else None
+                with torch.no_grad():
+                    self.model.eval()
+                    metrics |= {f"{name}_{key}": values.tolist()
+                                for name, values in self.evaluate(key, masks).items()}
+                if masks:
+                    metrics |= self.collapse_members(torch.cat(masks, dim=1), key)
+        return metrics
+
+    def collapse_members(self, masks: Tensor, key: int) -> dict[str, list[float]]:
+        """Each member's :data:`~rim_rllib.collapse.COLLAPSE_METRICS`, ``min_unit_rate``
+        and ``max_unit_rate`` from its masks :math:`(M, N, T, K_t)`, as ``<name>_<key>``."""
+        per_member = [collapse_metrics(member_masks) for member_masks in masks]
+        names = (*COLLAPSE_METRICS, "min_unit_rate", "max_unit_rate")
+        for m in per_member:
+            m["min_unit_rate"], m["max_unit_rate"] = (float(m["unit_rate"].min()),
+                                                      float(m["unit_rate"].max()))
+        return {f"{name}_{key}": [m[name] for m in per_member] for name in names}
+
+    @torch.no_grad()
+    def activation_counts(self, key: int) -> pd.DataFrame:
+        """How often each member's units are active under each of
+        :meth:`activation_conditions`, over ``eval_sets[key]``; a ``member`` column tells
+        the members apart."""
+        self.model.eval()
+        masks = torch.cat([self.model(x, return_mask=True)[1].cpu()
+                           for x, _ in self.eval_batches(key)], dim=1)     # (M, N, T, Kt)
+        conditions = self.activation_conditions(key)
+        return pd.concat([count_activations(member_masks.flatten(0, 1).numpy(), conditions)
+                          .assign(member=i, Ka=self.members[i]["k"],
+                                  seed=self.members[i]["seed"])
+                          for i, member_masks in enumerate(masks)], ignore_index=True)
+
+    def record_activations(self) -> None:
+        """Write the activation counts at the training key into the trial directory."""
+        cfg = self.cfg
+        key = cfg[self.TRAIN_KEY]
+        write_activations(self.activation_counts(key).assign(eval_on=str(key)), self.logdir,
+                          trial_id=self.trial_id, task=self.TASK, train_on=str(key),
+                          Kt=cfg["num_units"])
+
+    # -- the shared loop -----------------------------------------------------------------
+
+    def _describe(self, member: int) -> str:
+        cfg, m = self.cfg, self.members[member]
+        return (f"member {member} (model={cfg['model']}, Kt={cfg['num_units']}, "
+                f"Ka={m['k']}, seed={m['seed']}, lr={cfg['lr']})")
+
+    def step(self) -> dict:
+        cfg = self.cfg
+        members, size = len(self.members), self.num_train
+        self.model.train()
+        # Each member's own data order, from its seed and the epoch.
+        orders = torch.stack([torch.randperm(size, generator=torch.Generator().manual_seed(
+            m["seed"] * 100_003 + self.epoch)) for m in self.members])    # (M, N)
+        total_loss = torch.zeros(members, device=self.device)
+        correct = torch.zeros(members, device=self.device)
+        start = time.perf_counter()
+        for batch, first in enumerate(range(0, size, cfg["batch_size"])):
+            idx = orders[:, first:first + cfg["batch_size"]]
+            x, y = self.inputs(self.train_x[idx]), self.train_y[idx].to(self.device)
+            losses, right = self.member_losses(self.model(x), y)
+            finite = torch.isfinite(losses)
+            if not finite.all():
+                bad = int((~finite).nonzero()[0])
+                raise FloatingPointError(
+                    f"loss is {losses[bad].item()} at epoch {self.epoch + 1}, batch {batch} "
+                    f"for {self._describe(bad)}; lower lr or check the inputs")
+            self.optimizer.zero_grad(set_to_none=True)
+            losses.sum().backward()  # members share no weights: each gets its own gradient
+            if cfg["grad_clip"]:
+                member_grad_norm_clip_(self.model, members, cfg["grad_clip"])
+            self.optimizer.step()
+            self.lr_scheduler.step()
+            total_loss += losses.detach() * idx.shape[1]
+            correct += right
+        train_seconds = time.perf_counter() - start
+        self.epoch += 1
+
+        per_member = {"train_loss": (total_loss / size).tolist(),
+                      "train_accuracy": (correct / size).tolist()}
+        start = time.perf_counter()
+        last = self.epoch == cfg.get("epochs")
+        per_member |= self.evaluate_members(last)
+        metrics = dict(epoch=self.epoch, samples_per_s=members * size / train_seconds,
+                       lr=self.lr_scheduler.get_last_lr()[0])
+        for name, values in per_member.items():
+            metrics[name] = float(np.mean(values))
+            metrics.update({f"m{i}/{name}": v for i, v in enumerate(values)})
+        metrics["eval_seconds"] = time.perf_counter() - start
+        if last and cfg["model"] == "rim":
+            self.record_activations()
+        return metrics
+
+    def save_checkpoint(self, checkpoint_dir: str) -> None:
+        torch.save(dict(model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
+                        lr_scheduler=self.lr_scheduler.state_dict(), epoch=self.epoch,
+                        torch_rng=torch.get_rng_state()),
+                   Path(checkpoint_dir) / "state.pt")
+
+    def load_checkpoint(self, checkpoint_dir: str) -> None:
+        state = torch.load(Path(checkpoint_dir) / "state.pt", map_location=self.device,
+                           weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if "lr_scheduler" in state:  # checkpoints from before lr schedules had none
+            self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        self.epoch = state["epoch"]
+        torch.set_rng_state(state["torch_rng"])
