@@ -180,6 +180,17 @@ def load_split(directory: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
+def check_mnist(data_dir: str | os.PathLike | None = None) -> Path:
+    """:func:`find_data_dir`, then both splits read once (headers, sizes, decompression,
+    checksums when listed): a study's driver calls this before any trial starts, so that a
+    broken file ends the study in one :class:`MnistError` line instead of failing every
+    trial. Returns the directory."""
+    directory = find_data_dir(data_dir)
+    for split in FILES:
+        load_split(directory, split)
+    return directory
+
+
 def to_sequences(images: np.ndarray, size: int) -> np.ndarray:
     """Nearest-neighbour resize ``(N, 28, 28)`` images to ``size x size`` (the convention of
     ``F.interpolate(mode="nearest")``), binarise (pixel > 120 is 1) and flatten row by row:

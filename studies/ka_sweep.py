@@ -18,6 +18,7 @@ README.
 import argparse
 import sys
 
+from rim_rllib.cli import int_at_least
 from rim_rllib.tune.study import add_study_arguments
 from rim_rllib.tune.tasks import PRESETS, TASKS, study_spec
 from study_cli import run_and_tabulate
@@ -28,7 +29,7 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=TASKS, default="mnist")
     parser.add_argument("--preset", choices=PRESETS, default="cpu")
-    parser.add_argument("--ka", type=int, nargs="+", default=None,
+    parser.add_argument("--ka", type=int_at_least(1), nargs="+", default=None,
                         help="the Ka values (default: 1..Kt)")
     parser.add_argument("--data-dir", default=None,
                         help="MNIST IDX files (default: $RIM_DATA_DIR, then the user cache, "

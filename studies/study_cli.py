@@ -6,21 +6,28 @@ from typing import Callable
 
 from analysis.tables import build_table, summarise, write_table
 from rim_rllib.tune.results import read_results
-from rim_rllib.tune.study import StudySpec, exit_on_input_error, local_output_dir, run_study
+from rim_rllib.tune.study import (StudySpec, execute_study, exit_on_input_error,
+                                  local_output_dir)
 
 
 def run_and_tabulate(parser: argparse.ArgumentParser, args: argparse.Namespace,
                      make_spec: Callable[[], StudySpec]) -> tuple[str, str]:
-    """Returns the results' location and the table's Markdown. A spec that cannot be
-    built (Ka > Kt, nothing to run) exits with status 2; an unreachable address,
-    unwritable storage or missing data with status 1."""
+    """Returns the results' location and the table's Markdown, followed by one line per
+    distinct trial error when some trials failed. A spec that cannot be built (Ka > Kt,
+    nothing to run) exits with status 2; an unreachable address, unwritable storage or
+    missing data with status 1, and so does a study in which no trial finished (with its
+    error lines)."""
     try:
         spec = make_spec()
     except ValueError as err:
         parser.exit(2, f"{parser.prog}: error: {err}\n")
-    path = exit_on_input_error(parser.prog, run_study, spec, address=args.address,
-                               storage=args.storage, resume=args.resume,
-                               max_concurrent=args.max_concurrent)
-    results = read_results(path)
-    return path, write_table(build_table(results), local_output_dir(path, spec.name),
-                             summarise(results))
+    outcome = exit_on_input_error(parser.prog, execute_study, spec, address=args.address,
+                                  storage=args.storage, resume=args.resume,
+                                  max_concurrent=args.max_concurrent)
+    results = read_results(outcome.path)
+    if not (results["final"] & results["value"].notna()).any():
+        parser.exit(1, f"{parser.prog}: error: no trial of study {spec.name!r} finished\n"
+                    + "".join(f"{line}\n" for line in outcome.failures))
+    table = write_table(build_table(results), local_output_dir(outcome.path, spec.name),
+                        summarise(results))
+    return outcome.path, "\n".join([table, *outcome.failures])

@@ -27,7 +27,15 @@ def mnist_env(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("argv, message", [
     (["--ka", "7"], "error: Ka=7 is outside 1..Kt=6"),
-    (["--task", "minigrid-empty", "--ka", "0"], "Ka=0 is outside 1..Kt=4"),
+    (["--task", "minigrid-empty", "--ka", "0"], "argument --ka: must be an int >= 1, got 0"),
+    (["--seeds", "-1"], "argument --seeds: must be an int >= 0, got -1"),
+    (["--seeds", "0", "x"], "argument --seeds: must be an int >= 0, got 'x'"),
+    (["--max-concurrent", "0"], "argument --max-concurrent: must be an int >= 1, got 0"),
+    (["--max-pack", "-2"], "argument --max-pack: must be an int >= 1, got -2"),
+    (["--name", "../escape"], "argument --name: must be a plain name (letters, digits, "
+                              "'-', '_', '.'; not a path), got '../escape'"),
+    (["--name", "a/b"], "argument --name: must be a plain name"),
+    (["--task", "copying", "--ka", "9"], "error: Ka=9 is outside 1..Kt=6"),
     (["--task", "nope"], "argument --task: invalid choice: 'nope'"),
     (["--preset", "huge"], "argument --preset: invalid choice: 'huge'"),
     (["--address", "127.0.0.1:1"], "--address 127.0.0.1:1: no Ray cluster reachable there"),
@@ -54,3 +62,20 @@ def test_missing_mnist_says_where_it_looked(tmp_path, monkeypatch, capsys):
     message = str(exit_info.value.code)
     assert "error: MNIST files not found. Looked in data_dir argument" in message
     assert "--data-dir or set RIM_DATA_DIR" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not gzip"])
+def test_a_broken_mnist_file_ends_the_study_before_any_trial(tmp_path, monkeypatch, capsys,
+                                                               damage):
+    directory = write_mnist(tmp_path / "mnist", 16, 16, sums=False)
+    path = directory / "train-images-idx3-ubyte.gz"
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2] if damage == "truncated" else b"garbage" * 100)
+    monkeypatch.setenv("RIM_DATA_DIR", str(directory))
+    monkeypatch.setattr("rim_rllib.tune.study.start_ray", lambda *a, **k: pytest.fail(
+        "Ray started although the data is broken"))
+    with pytest.raises(SystemExit) as exit_info:
+        load("ka_sweep").main(["--storage", str(tmp_path / "studies")])
+    message = str(exit_info.value.code)
+    assert ": error: " in message and "train-images-idx3-ubyte.gz: cannot decompress" in message
+    assert "\n" not in message and "Traceback" not in capsys.readouterr().err

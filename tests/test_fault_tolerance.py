@@ -2,6 +2,7 @@
 loses nobody's results, a killed driver resumes without re-running finished trials, and
 concurrent exports never corrupt the parquet. These kill real processes."""
 
+import argparse
 import multiprocessing
 import os
 import random
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from ray.tune import ExperimentAnalysis
 
 from rim_rllib.tune.mnist import MnistTrainable
@@ -55,22 +57,61 @@ def test_crashing_trial_is_retried_from_its_last_checkpoint(mnist_dir, tmp_path,
     assert sorted(df["iteration"].unique()) == [1, 2, 3]
 
 
-def test_a_failed_trial_keeps_the_others_results(mnist_dir, tmp_path, ray_session):
+def fails_for_lstm():
+    """A trainable whose LSTM trials fail at setup (defined in a function so that Ray
+    ships the class by value to its workers)."""
     class FailsForLSTM(MnistTrainable):
         def setup(self, config):
             if config["variant"]["model"] == "lstm":
                 raise RuntimeError("this trial cannot start")
             super().setup(config)
+    return FailsForLSTM
 
-    path = run_study(spec("partial", FailsForLSTM, mnist_dir,
-                          [dict(model="rim", num_units=4, k=2), dict(model="lstm", num_units=4)],
-                          iterations=2, max_failures=0), storage=str(tmp_path))
+
+def _study_cli():
+    sys.path.insert(0, str(REPO / "studies"))
+    try:
+        import study_cli
+    finally:
+        sys.path.remove(str(REPO / "studies"))
+    return study_cli
+
+
+def _tabulate(study_spec, storage):
+    parser = argparse.ArgumentParser(prog="study")
+    args = argparse.Namespace(address=None, storage=str(storage), resume=False,
+                              max_concurrent=None)
+    return _study_cli().run_and_tabulate(parser, args, lambda: study_spec)
+
+
+def test_a_failed_trial_keeps_the_others_results(mnist_dir, tmp_path, ray_session, capsys):
+    path, table = _tabulate(spec("partial", fails_for_lstm(), mnist_dir,
+                                 [dict(model="rim", num_units=4, k=2),
+                                  dict(model="lstm", num_units=4)],
+                                 iterations=2, max_failures=0), tmp_path)
     df = read_results(path)
     failed = df[df["model"] == "lstm"]
     assert len(failed) == 1 and failed["status"].item() == "ERROR"
     assert failed["value"].isna().all() and failed["eval_on"].isna().all()
     done = df[(df["model"] == "rim") & (df["metric"] == "accuracy")]
     assert set(done["status"]) == {"TERMINATED"} and len(done[done["final"]]) == 2
+    # The table of the finished trial, then one line per distinct error.
+    rows = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("|")]
+    assert rows[2:] == ["rim"]  # header, rule, then the finished trial only
+    assert table.splitlines()[-1] == "1 trial failed: RuntimeError: this trial cannot start"
+
+
+def test_a_study_whose_trials_all_fail_exits_with_their_errors(mnist_dir, tmp_path,
+                                                               ray_session, capsys):
+    failing = spec("doomed", fails_for_lstm(), mnist_dir,
+                   [dict(model="lstm", num_units=4, cell=c) for c in ("a", "b")],
+                   iterations=1, max_failures=0)
+    with pytest.raises(SystemExit) as exit_info:
+        _tabulate(failing, tmp_path)
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["study: error: no trial of study 'doomed' finished",
+                                "2 trials failed: RuntimeError: this trial cannot start"]
 
 
 def _export(args):

@@ -1,9 +1,12 @@
 """RIM as an RLlib model: the RLModule's forward, real PPO runs on both API stacks, the
 evaluation tool, and a tiny MiniGrid study's parquet."""
 
+from pathlib import Path
+
 import gymnasium as gym
 import numpy as np
 import pandas as pd
+
 import pytest
 import torch
 from ray.rllib.core.columns import Columns
@@ -132,7 +135,11 @@ def test_minigrid_study_writes_train_and_transfer_rows(tmp_path, ray_session):
     spec = study_spec("minigrid-empty", "cpu", ks=[2], seeds=[0], name="tiny-minigrid")
     spec.base_config |= dict(frames=128, eval_episodes=2, eval_envs=("MiniGrid-Empty-6x6-v0",),
                              ppo=dict(FAST_PPO))
+    home_results = Path("~/ray_results").expanduser()
+    before = set(home_results.iterdir()) if home_results.is_dir() else set()
     path = run_study(spec, storage=str(tmp_path))
+    # The PPO algorithms built inside the trials log there, not in ~/ray_results.
+    assert (set(home_results.iterdir()) if home_results.is_dir() else set()) == before
     df = read_results(path)
     assert set(df["status"]) == {"TERMINATED"} and set(df["task"]) == {"minigrid"}
     final = df[df["final"] & (df["metric"] == "return")]

@@ -17,6 +17,7 @@ import torch
 from minigrid.core.constants import OBJECT_TO_IDX, STATE_TO_IDX
 
 from rim_rllib.actor_critic import MiniGridActorCritic
+from rim_rllib.cli import int_at_least
 from rim_rllib.stats import ci95_halfwidth
 from rim_rllib.rl.envs import check_env_id, make_minigrid
 
@@ -115,8 +116,8 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint")
     parser.add_argument("--env", nargs="+", required=True, help="MiniGrid environment ids")
-    parser.add_argument("--episodes", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--episodes", type=int_at_least(1), default=100)
+    parser.add_argument("--seed", type=int_at_least(0), default=0)
     parser.add_argument("--greedy", action="store_true", help="argmax actions, not sampled")
     parser.add_argument("--gif", default=None, help="save the first episode of the first "
                                                     "environment as this GIF")

@@ -11,12 +11,14 @@ activation counts by what the agent sees to ``activations.parquet`` in its trial
 
 import json
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from ray import tune
+from ray.tune.trainable import trainable as tune_trainable
 
 from rim_rllib.rl.envs import check_env_id
 from rim_rllib.rl.evaluate import evaluate
@@ -61,6 +63,19 @@ def _network(algo, stack: str):
     return algo.get_module().net if stack == "new" else algo.get_policy().model.net
 
 
+@contextmanager
+def _algorithm_logs_in(directory: str):
+    """RLlib's Algorithm is a Tune Trainable; built inside a trial it has no storage of its
+    own and makes an (empty) log folder under Ray's hard-coded ``~/ray_results`` for every
+    trial. Point it at the trial's directory while it is built."""
+    saved = tune_trainable.DEFAULT_STORAGE_PATH
+    tune_trainable.DEFAULT_STORAGE_PATH = directory
+    try:
+        yield
+    finally:
+        tune_trainable.DEFAULT_STORAGE_PATH = saved
+
+
 def train_minigrid(config: dict) -> None:
     """The Tune function trainable (see the module docstring)."""
     cfg = resolve_config(config)
@@ -69,9 +84,10 @@ def train_minigrid(config: dict) -> None:
     model = dict(memory=cfg["memory"], num_units=cfg["num_units"],
                  hidden_size=cfg["hidden_size"], k=cfg["k"], cell=cfg["cell"],
                  **(cfg["rim"] or {}))
-    algo = ppo_config(cfg["env"], model, stack=cfg["stack"],
-                      num_env_runners=cfg["num_env_runners"], seed=cfg["seed"],
-                      **(cfg["ppo"] or {})).build_algo()
+    with _algorithm_logs_in(tune.get_context().get_trial_dir()):
+        algo = ppo_config(cfg["env"], model, stack=cfg["stack"],
+                          num_env_runners=cfg["num_env_runners"], seed=cfg["seed"],
+                          **(cfg["ppo"] or {})).build_algo()
     frames = 0
     checkpoint = tune.get_checkpoint()
     if checkpoint:

@@ -12,9 +12,11 @@ a local Ray instance sized to the machine by default, or on a cluster with ``--a
 
 import argparse
 import os
+import re
 import socket
 import sys
 import tempfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -23,6 +25,7 @@ import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
+from rim_rllib.cli import int_at_least
 from rim_rllib.mnist_data import MnistError
 from rim_rllib.tune.results import export_results, is_uri
 
@@ -105,6 +108,14 @@ class StudySpec:
         return len(self.variants) * len(self.seeds)
 
 
+def study_name(text: str) -> str:
+    """An argparse ``type``: a study name is a plain folder name under ``--storage``."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", text):
+        raise argparse.ArgumentTypeError(
+            f"must be a plain name (letters, digits, '-', '_', '.'; not a path), got {text!r}")
+    return text
+
+
 def add_study_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--address", default=None,
                         help="Ray cluster address ('auto' for the cluster this runs on); "
@@ -112,20 +123,21 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", default=str(Path("results").resolve()),
                         help="where studies are stored: a local path or a cloud URI "
                              "(default: ./results)")
-    parser.add_argument("--name", default=None, help="study name (default: from the preset)")
+    parser.add_argument("--name", type=study_name, default=None,
+                        help="study name, a folder under --storage (default: from the preset)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the interrupted study of the same name")
     parser.add_argument("--asha", action="store_true", help="early-stop with ASHA")
-    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+    parser.add_argument("--seeds", type=int_at_least(0), nargs="+", default=None,
                         help="seeds (default: the preset's)")
     parser.add_argument("--pack", choices=PACKINGS, default=None,
                         help="models per trial: every seed of a variant ('seeds'), every "
                              "Ka and seed of a model/Kt/cell ('sweep'), or one ('none'); "
                              "default: the preset's")
-    parser.add_argument("--max-pack", type=int, default=None,
+    parser.add_argument("--max-pack", type=int_at_least(1), default=None,
                         help="at most this many models per packed trial (default: the "
                              "preset's)")
-    parser.add_argument("--max-concurrent", type=int, default=None,
+    parser.add_argument("--max-concurrent", type=int_at_least(1), default=None,
                         help="trials at once (default: as many as the resources allow)")
 
 
@@ -223,12 +235,21 @@ def start_ray(address: str | None, storage: str) -> None:
             raise StudyInputError(f"--address {address}: {err}") from err
 
 
-def run_study(spec: StudySpec, address: str | None = None, storage: str = "results",
-              resume: bool = False, max_concurrent: int | None = None) -> str:
-    """Run (or resume) a study and export its results; returns the parquet's location.
+@dataclass
+class StudyOutcome:
+    """Where a study's results are, and one line per distinct trial error:
+    ``"N trial(s) failed: <the exception's last line>"``."""
+    path: str
+    failures: list[str]
 
-    Trials that fail after their retries are reported and exported with their status;
-    they never lose the other trials' results.
+
+def execute_study(spec: StudySpec, address: str | None = None, storage: str = "results",
+                  resume: bool = False, max_concurrent: int | None = None) -> StudyOutcome:
+    """Run (or resume) a study and export its results.
+
+    Trials that fail after their retries are exported with their status; they never lose
+    the other trials' results. Their errors are summarised in the outcome's ``failures``
+    (Tune's full tracebacks stay in each trial's ``error.txt``).
     """
     if spec.preflight is not None:
         spec.preflight()
@@ -239,10 +260,28 @@ def run_study(spec: StudySpec, address: str | None = None, storage: str = "resul
           f"{_trial_resources(spec)}, cluster {ray.cluster_resources()}", flush=True)
     tuner = build_tuner(spec, storage, resume, max_concurrent)
     results = tuner.fit()
-    errors = [r for r in results if r.error is not None]
-    for result in errors:
-        print(f"trial {result.path} failed: {result.error}", file=sys.stderr)
-    return export_results(os.path.join(storage, spec.name), spec.name, spec.task)
+    errors = Counter(_last_line(r.error) for r in results if r.error is not None)
+    failures = [f"{n} trial{'s' if n > 1 else ''} failed: {line}"
+                for line, n in errors.most_common()]
+    path = export_results(os.path.join(storage, spec.name), spec.name, spec.task)
+    return StudyOutcome(path, failures)
+
+
+def run_study(spec: StudySpec, address: str | None = None, storage: str = "results",
+              resume: bool = False, max_concurrent: int | None = None) -> str:
+    """:func:`execute_study`, returning the results parquet's location; trial errors are
+    printed to stderr, one line per distinct error."""
+    outcome = execute_study(spec, address, storage, resume, max_concurrent)
+    for line in outcome.failures:
+        print(line, file=sys.stderr)
+    return outcome.path
+
+
+def _last_line(error: BaseException) -> str:
+    """The last non-empty line of an error's text: with a trial's error wrapped by Ray
+    and Tune, the original exception's type and message."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
 
 
 def exit_on_input_error(prog: str, function: Callable, *args, **kwargs):

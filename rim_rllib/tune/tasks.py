@@ -5,7 +5,7 @@ reference one (``paper``)."""
 import math
 from functools import partial
 
-from rim_rllib.mnist_data import find_data_dir
+from rim_rllib.mnist_data import check_mnist
 from rim_rllib.models import MNIST_SIZES
 from rim_rllib.rl.ppo import REFERENCE
 from rim_rllib.tune.copying import CopyingTrainable
@@ -133,7 +133,7 @@ def task_spec(task: str, preset: str, variants: list[dict], seeds=None, name: st
                          cpus_per_trial=p.get("cpus_per_trial", 1) if pack == p["pack"] else 1,
                          variants=variants, seeds=list(seeds or p["seeds"]),
                          iterations=p["iterations"], metric=metric, asha=asha,
-                         preflight=partial(find_data_dir, data_dir) if mnist else None,
+                         preflight=partial(check_mnist, data_dir) if mnist else None,
                          pack=pack, max_pack=max_pack or p.get("max_pack"))
     if pack not in (None, "none"):
         raise ValueError(f"--pack {pack}: MiniGrid trials train one RLlib policy each; "
