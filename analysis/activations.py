@@ -93,6 +93,10 @@ def plot_positions(counts: pd.DataFrame, path: Path) -> None:
 def main(argv=None) -> int:
     location, out = results_arguments(__doc__, "the PNGs", argv)
     study_dir = Path(location)
+    if not study_dir.exists():  # its parent could be any folder, even /, to search
+        print(f"analysis.activations: no study directory or results file at {location}",
+              file=sys.stderr)
+        return 2
     study_dir = study_dir if study_dir.is_dir() else study_dir.parent
     try:
         counts = load_counts(study_dir)

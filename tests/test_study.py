@@ -225,3 +225,13 @@ def test_the_cpu_preset_gives_the_lstm_baseline_its_own_lr():
     assert spec.base_config["lr_schedule"] == "cosine" and spec.base_config["compile"]
     paper, _ = study_spec("mnist", preset="paper").trial_grid()
     assert all("lr" not in v for v in paper)  # the reference's one lr for every model
+
+
+@pytest.mark.parametrize("tool", [tables_main, plots_main, activations_main],
+                         ids=["tables", "plots", "activations"])
+def test_analysis_tools_refuse_a_missing_study_in_one_line(tool, tmp_path, capsys):
+    missing = tmp_path / "no" / "such-study"
+    assert tool([str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and str(missing) in err
+    assert not list(tmp_path.rglob("*.png"))  # nothing written anywhere near it
