@@ -11,6 +11,7 @@ step are True):
   always win.
 - ``switch_rate``: the fraction of consecutive step pairs whose active sets differ.
 - ``distinct_sets``: how many different active sets occur.
+- ``min_unit_rate``, ``max_unit_rate``: the least and most used unit's rate.
 """
 
 import math
@@ -18,7 +19,8 @@ import math
 import torch
 from torch import Tensor
 
-COLLAPSE_METRICS = ("usage_entropy", "switch_rate", "distinct_sets")
+COLLAPSE_METRICS = ("usage_entropy", "switch_rate", "distinct_sets", "min_unit_rate",
+                    "max_unit_rate")
 
 
 def collapse_metrics(masks: Tensor) -> dict[str, Tensor | float]:
@@ -36,4 +38,5 @@ def collapse_metrics(masks: Tensor) -> dict[str, Tensor | float]:
     return {"unit_rate": rate,
             "usage_entropy": float(entropy / math.log(units)) if units > 1 else 1.0,
             "switch_rate": float(switches.mean()) if switches.numel() else 0.0,
-            "distinct_sets": float(codes.unique().numel())}
+            "distinct_sets": float(codes.unique().numel()),
+            "min_unit_rate": float(rate.min()), "max_unit_rate": float(rate.max())}

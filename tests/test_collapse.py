@@ -21,6 +21,7 @@ def test_a_collapsed_rim_scores_low():
     assert metrics["unit_rate"].tolist() == [1.0, 1.0, 0.0, 0.0]
     assert metrics["usage_entropy"] == pytest.approx(math.log(2) / math.log(4))
     assert metrics["switch_rate"] == 0.0 and metrics["distinct_sets"] == 1.0
+    assert (metrics["min_unit_rate"], metrics["max_unit_rate"]) == (0.0, 1.0)
 
 
 def test_even_use_and_switching_scores_high():

@@ -52,6 +52,7 @@ class CopyingTrainable(SequenceTrainable):
 
     TASK = "copying"
     TRAIN_KEY = "dormant"
+    METRIC = "recall_accuracy"
     DEFAULTS = DEFAULTS
     POSITIVE_INTS = ("dormant", "train_sequences", "eval_sequences", "transfer_eval_every")
 
@@ -112,8 +113,3 @@ class CopyingTrainable(SequenceTrainable):
         """The phase of the step: ``storage``, ``dormant``, ``marker`` or ``recall``."""
         steps = np.tile(phases(dormant), len(self.eval_sets[dormant][1]))
         return {"all": np.ones(len(steps), bool), "phase": steps}
-
-    def step(self) -> dict:
-        metrics = super().step()
-        metrics["recall_accuracy"] = metrics[f"recall_accuracy_{self.cfg['dormant']}"]
-        return metrics

@@ -39,6 +39,7 @@ class MnistTrainable(SequenceTrainable):
 
     TASK = "mnist"
     TRAIN_KEY = "train_size"
+    METRIC = "accuracy"
     DEFAULTS = DEFAULTS
     POSITIVE_INTS = ("train_size", "transfer_eval_every")
 
@@ -91,8 +92,3 @@ class MnistTrainable(SequenceTrainable):
         position = np.tile(np.arange(size * size), len(x_all))
         return {"all": np.ones(len(position), bool),
                 "pixel on": x_all.flatten().numpy().astype(bool), "position": position}
-
-    def step(self) -> dict:
-        metrics = super().step()
-        metrics["accuracy"] = metrics[f"accuracy_{self.cfg['train_size']}"]
-        return metrics

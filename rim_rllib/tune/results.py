@@ -87,10 +87,6 @@ class TaskLayout:
     metrics: tuple[tuple[re.Pattern, str], ...]
 
 
-# Reported by RIM trials of the sequence tasks at the training size / length.
-COLLAPSE_COLUMNS = (*COLLAPSE_METRICS, "min_unit_rate", "max_unit_rate")
-
-
 def _member_metrics(names) -> tuple:
     """``m<i>/<name>_<eval>`` columns of the sequence trainables, for each name."""
     return tuple((re.compile(rf"^m(?P<member>\d+)/{name}_(?P<eval>\d+)$"), name)
@@ -99,10 +95,10 @@ def _member_metrics(names) -> tuple:
 
 TASKS = {
     "mnist": TaskLayout("model", lambda cfg: str(cfg.get("train_size")), "epoch", "epoch",
-                        _member_metrics(("accuracy", *COLLAPSE_COLUMNS))),
+                        _member_metrics(("accuracy", *COLLAPSE_METRICS))),
     "copying": TaskLayout("model", lambda cfg: str(cfg.get("dormant")), "epoch", "epoch",
                           _member_metrics(("recall_ce", "recall_accuracy",
-                                           "sequence_accuracy", *COLLAPSE_COLUMNS))),
+                                           "sequence_accuracy", *COLLAPSE_METRICS))),
     "minigrid": TaskLayout("memory", lambda cfg: cfg.get("env"), "frames", "frame",
                            ((re.compile(r"^return/(?P<eval>.+)$"), "return"),
                             (re.compile(r"^(?P<eval>train)_return$"), "train_return"))),

@@ -77,6 +77,9 @@ class SequenceTrainable(tune.Trainable):
     #: The config key of what the task trains on and evaluates at (image size, dormant
     #: length); ``eval_sets`` is keyed by its values.
     TRAIN_KEY = ""
+    #: The metric reported again without its ``_<key>`` suffix at the training key: what
+    #: schedulers and the progress table read.
+    METRIC = ""
     DEFAULTS: dict = {}
     POSITIVE_INTS: tuple[str, ...] = ()
 
@@ -218,38 +221,43 @@ class SequenceTrainable(tune.Trainable):
                     metrics |= {f"{name}_{key}": values.tolist()
                                 for name, values in self.evaluate(key, masks).items()}
                 if masks:
-                    metrics |= self.collapse_members(torch.cat(masks, dim=1), key)
+                    masks = torch.cat(masks, dim=1)                        # (M, N, T, Kt)
+                    metrics |= self.collapse_members(masks, key)
+                    if last:
+                        self.record_activations(masks)
         return metrics
 
     def collapse_members(self, masks: Tensor, key: int) -> dict[str, list[float]]:
-        """Each member's :data:`~rim_rllib.collapse.COLLAPSE_METRICS`, ``min_unit_rate``
-        and ``max_unit_rate`` from its masks :math:`(M, N, T, K_t)`, as ``<name>_<key>``."""
+        """Each member's :data:`~rim_rllib.collapse.COLLAPSE_METRICS` from its masks
+        :math:`(M, N, T, K_t)`, as ``<name>_<key>``."""
         per_member = [collapse_metrics(member_masks) for member_masks in masks]
-        names = (*COLLAPSE_METRICS, "min_unit_rate", "max_unit_rate")
-        for m in per_member:
-            m["min_unit_rate"], m["max_unit_rate"] = (float(m["unit_rate"].min()),
-                                                      float(m["unit_rate"].max()))
-        return {f"{name}_{key}": [m[name] for m in per_member] for name in names}
+        return {f"{name}_{key}": [m[name] for m in per_member] for name in COLLAPSE_METRICS}
 
     @torch.no_grad()
-    def activation_counts(self, key: int) -> pd.DataFrame:
+    def activation_counts(self, key: int, masks: Tensor | None = None) -> pd.DataFrame:
         """How often each member's units are active under each of
-        :meth:`activation_conditions`, over ``eval_sets[key]``; a ``member`` column tells
-        the members apart."""
-        self.model.eval()
-        masks = torch.cat([self.model(x, return_mask=True)[1].cpu()
-                           for x, _ in self.eval_batches(key)], dim=1)     # (M, N, T, Kt)
+        :meth:`activation_conditions`, over ``eval_sets[key]`` (from its ``masks``
+        :math:`(M, N, T, K_t)` when the caller has them); a ``member`` column tells the
+        members apart."""
+        if masks is None:
+            masks = []
+            self.model.eval()
+            for _ in self.eval_outputs(key, masks):
+                pass
+            masks = torch.cat(masks, dim=1)
         conditions = self.activation_conditions(key)
         return pd.concat([count_activations(member_masks.flatten(0, 1).numpy(), conditions)
                           .assign(member=i, Ka=self.members[i]["k"],
                                   seed=self.members[i]["seed"])
                           for i, member_masks in enumerate(masks)], ignore_index=True)
 
-    def record_activations(self) -> None:
-        """Write the activation counts at the training key into the trial directory."""
+    def record_activations(self, masks: Tensor) -> None:
+        """Write the activation counts at the training key, from its evaluation's
+        ``masks``, into the trial directory."""
         cfg = self.cfg
         key = cfg[self.TRAIN_KEY]
-        write_activations(self.activation_counts(key).assign(eval_on=str(key)), self.logdir,
+        write_activations(self.activation_counts(key, masks).assign(eval_on=str(key)),
+                          self.logdir,
                           trial_id=self.trial_id, task=self.TASK, train_on=str(key),
                           Kt=cfg["num_units"])
 
@@ -301,9 +309,8 @@ class SequenceTrainable(tune.Trainable):
         for name, values in per_member.items():
             metrics[name] = float(np.mean(values))
             metrics.update({f"m{i}/{name}": v for i, v in enumerate(values)})
+        metrics[self.METRIC] = metrics[f"{self.METRIC}_{cfg[self.TRAIN_KEY]}"]
         metrics["eval_seconds"] = time.perf_counter() - start
-        if last and cfg["model"] == "rim":
-            self.record_activations()
         return metrics
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:

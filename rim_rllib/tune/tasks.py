@@ -55,8 +55,8 @@ COPYING_PRESETS = {
                                    train_sequences=50_000, eval_sequences=2_000),
                   seeds=[0, 1, 2], iterations=100, pack="seeds"),
 }
-SEQUENCE_TASKS = {"mnist": (MnistTrainable, MNIST_PRESETS, "accuracy"),
-                  "copying": (CopyingTrainable, COPYING_PRESETS, "recall_accuracy")}
+SEQUENCE_TASKS = {"mnist": (MnistTrainable, MNIST_PRESETS),
+                  "copying": (CopyingTrainable, COPYING_PRESETS)}
 
 MINIGRID_TASKS = {
     "minigrid-empty": dict(env="MiniGrid-Empty-5x5-v0",
@@ -120,7 +120,7 @@ def task_spec(task: str, preset: str, variants: list[dict], seeds=None, name: st
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {list(PRESETS)}, got {preset!r}")
     if task in SEQUENCE_TASKS:
-        trainable, presets, metric = SEQUENCE_TASKS[task]
+        trainable, presets = SEQUENCE_TASKS[task]
         p = presets[preset]
         # ASHA compares trials, so by default it gets one configuration's seeds per trial.
         pack = pack or ("seeds" if asha else p["pack"])
@@ -132,7 +132,7 @@ def task_spec(task: str, preset: str, variants: list[dict], seeds=None, name: st
                          base_config=p["base_config"] | ({"data_dir": data_dir} if mnist else {}),
                          cpus_per_trial=p.get("cpus_per_trial", 1) if pack == p["pack"] else 1,
                          variants=variants, seeds=list(seeds or p["seeds"]),
-                         iterations=p["iterations"], metric=metric, asha=asha,
+                         iterations=p["iterations"], metric=trainable.METRIC, asha=asha,
                          preflight=partial(check_mnist, data_dir) if mnist else None,
                          pack=pack, max_pack=max_pack or p.get("max_pack"))
     if pack not in (None, "none"):
