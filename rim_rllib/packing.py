@@ -278,6 +278,20 @@ def member_grad_norm_clip_(module: nn.Module, members: int, max_norm: float) -> 
     return norms
 
 
+def optimise_members_(module: nn.Module, optimizer: torch.optim.Optimizer, losses: Tensor,
+                      max_norm: float | None) -> None:
+    """One optimiser step of a pack's ``M`` members on their losses :math:`(M,)`: drop the
+    old gradients, backward of the sum (members share no weights, so each gets its own
+    gradient), each member's gradient clipped to ``max_norm`` (``None``: no clipping),
+    then ``optimizer.step()``. It never waits for the device, so a CUDA graph can capture
+    it (:class:`rim_rllib.cuda_graph.GraphedStep`)."""
+    optimizer.zero_grad(set_to_none=True)
+    losses.sum().backward()
+    if max_norm:
+        member_grad_norm_clip_(module, losses.shape[0], max_norm)
+    optimizer.step()
+
+
 class PackedLSTM(nn.Module):
     r"""``M`` single-layer ``nn.LSTM`` s of equal sizes, the LSTM baseline's pack.
 

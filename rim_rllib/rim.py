@@ -185,6 +185,8 @@ class RIMScan(nn.Module):
     #: ``torch.compile`` keyword arguments for the per-step function, or ``None`` to run it
     #: eagerly; set by :func:`compile_steps`.
     compile_options: dict | None = None
+    #: ``((ks, device, dtype), rank keep)`` of the last :meth:`_rank_keep`.
+    _rank_keep_cache: tuple = (None, None)
 
     def _input_maps(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Key weight :math:`(M, D, n_h d_k)`, key bias :math:`(M, n_h d_k)`, value weight
@@ -213,9 +215,14 @@ class RIMScan(nn.Module):
         ks = self._member_ks()
         if min(ks) == self.num_units:
             return None
-        ranks = torch.arange(max(ks), device=like.device)
-        keep = (ranks < torch.tensor(ks, device=like.device).unsqueeze(1)).to(like.dtype)
-        return keep.unsqueeze(-1).expand(-1, -1, batch)
+        # Made once per set of k and kept: a copy from the host waits for the device, which
+        # a CUDA graph capture forbids, and this runs in every captured step.
+        key = (ks, like.device, like.dtype)
+        if self._rank_keep_cache[0] != key:
+            ranks = torch.arange(max(ks)).unsqueeze(0)
+            keep = (ranks < torch.tensor(ks).unsqueeze(1)).to(like.device, like.dtype)
+            self._rank_keep_cache = (key, keep)
+        return self._rank_keep_cache[1].unsqueeze(-1).expand(-1, -1, batch)
 
     def scan(self, x: Tensor, state: list[Tensor], return_mask: bool = False):
         """Run the recurrence over a sequence; the building block of ``RIM``.

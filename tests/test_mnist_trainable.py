@@ -78,7 +78,9 @@ def test_nan_loss_ends_the_trial_naming_the_member(mnist_dir, monkeypatch):
         return torch.cat([out[:, :1], torch.full_like(out[:, 1:], float("nan"))], dim=1)
 
     monkeypatch.setattr(trainable.model.classifier, "forward", poisoned)
-    with pytest.raises(FloatingPointError, match=r"loss is nan at epoch 1, batch 0 for "
+    # On CUDA the flag is read every NAN_CHECK_EVERY batches (here: after the last of 8).
+    where = "batches 0-7" if torch.cuda.is_available() else "batch 0"
+    with pytest.raises(FloatingPointError, match=rf"loss is nan at epoch 1, {where} for "
                        r"member 1 \(model=rim, Kt=4, Ka=2, seed=4, lr=0.003\)"):
         trainable.step()
 
@@ -179,3 +181,22 @@ def test_rim_trials_report_unit_collapse_at_the_training_size(mnist_dir):
     assert "usage_entropy_9" not in rim  # the training size only
     lstm = MnistTrainable(config=config(mnist_dir, model="lstm")).train()
     assert not any("entropy" in key or "switch" in key for key in lstm)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_graphed_trainable_trains_as_the_eager_one(mnist_dir):
+    """On CUDA the captured training step (a pack of two, cosine lr; 256 images = 8 full
+    batches, so none is dropped) reports the eager step's numbers and ends with its
+    parameters."""
+    cfg = config(mnist_dir, seed=[0, 1], lr_schedule="cosine", warmup=0.2, epochs=2)
+    results, params = [], []
+    for graph in (False, True):
+        trainable = MnistTrainable(config=cfg | dict(cuda_graph=graph))
+        results.append([trainable.train() for _ in range(2)])
+        params.append([p.detach().cpu() for p in trainable.model.parameters()])
+        assert (trainable.graphed_step is not None and trainable.graphed_step.captured) == graph
+    for eager, graphed in zip(*results):
+        for key in ("m0/train_loss", "m1/train_loss", "accuracy_7", "accuracy_12", "lr"):
+            assert graphed[key] == pytest.approx(eager[key], rel=1e-5, abs=1e-6), key
+    for p_graphed, p_eager in zip(*params[::-1]):
+        torch.testing.assert_close(p_graphed, p_eager, rtol=1e-5, atol=1e-6)

@@ -215,6 +215,16 @@ def test_asha_studies_pack_seeds_by_default():
     assert with_asha.num_trials == 7 and with_asha.num_models == 21
 
 
+def test_the_paper_preset_packs_the_sweep_on_a_whole_gpu():
+    from rim_rllib.tune.tasks import study_spec
+    for task in ("mnist", "copying"):
+        paper = study_spec(task, "paper")
+        assert (paper.pack, paper.gpus_per_trial, paper.num_trials) == ("sweep", 1, 2)
+        assert paper.base_config["compile"] is True
+        seeds = study_spec(task, "paper", pack="seeds")
+        assert (seeds.gpus_per_trial, seeds.num_trials) == (0.25, 7)
+
+
 def test_the_cpu_preset_gives_the_lstm_baseline_its_own_lr():
     from rim_rllib.tune.config import flat_config
     from rim_rllib.tune.tasks import study_spec

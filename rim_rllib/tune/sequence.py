@@ -9,7 +9,12 @@ elementwise, so one optimiser over the pack updates each member exactly as its o
 ``lr_schedule="cosine"`` decays ``lr`` to 0 over the ``epochs`` after a linear rise over the
 first ``warmup`` fraction of steps; ``compile=True`` runs the RIM step through
 ``torch.compile`` (:func:`rim_rllib.compile_steps`; compiled once per process and batch
-size).
+size). On CUDA the training data sit on the device and, with ``cuda_graph=True`` (the
+default; ignored on CPU), the whole training step is captured once as a CUDA graph and
+replayed (:class:`rim_rllib.cuda_graph.GraphedStep`): a graph has fixed shapes, so the last
+batch of an epoch is dropped when it is short, and the non-finite-loss check reads the
+device every ``NAN_CHECK_EVERY`` batches instead of every batch (its error names the batch
+range).
 
 Each ``step()`` is one epoch. It reports, for member ``i``, ``m<i>/train_loss`` and the
 task's evaluation metrics as ``m<i>/<metric>``, and the mean over members without the
@@ -23,6 +28,7 @@ stopped.
 
 import math
 import time
+import warnings
 from functools import partial
 from pathlib import Path
 
@@ -33,8 +39,9 @@ from ray import tune
 from torch import Tensor, nn
 
 from rim_rllib.collapse import COLLAPSE_METRICS, collapse_metrics
+from rim_rllib.cuda_graph import GraphedStep, capturable_adam
 from rim_rllib.init import chrono_init_
-from rim_rllib.packing import member_grad_norm_clip_, pack
+from rim_rllib.packing import optimise_members_, pack
 from rim_rllib.rim import compile_steps
 from rim_rllib.tune.activations import count_activations, write_activations
 from rim_rllib.tune.config import as_list, flat_config, pack_members
@@ -45,8 +52,11 @@ RIM_KWARGS = ("input_key_size", "input_value_size", "input_query_size", "num_inp
 COMMON_DEFAULTS = dict(
     model="rim", cell="lstm", num_units=6, k=4, hidden_size=100, lr=1e-3, batch_size=64,
     eval_batch_size=500, seed=0, threads=1, grad_clip=1.0, init="default", compile=False,
-    lr_schedule="constant", warmup=0.0,
+    lr_schedule="constant", warmup=0.0, cuda_graph=True,
 )
+#: On CUDA, batches between reads of the device-side non-finite-loss flag (each read waits
+#: for the GPU); on CPU every batch is checked.
+NAN_CHECK_EVERY = 100
 INITS = ("default", "chrono")
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -108,6 +118,9 @@ class SequenceTrainable(tune.Trainable):
         if not isinstance(cfg["compile"], bool):
             raise ValueError(f"config['compile'] must be True or False (compile the RIM "
                              f"step with torch.compile), got {cfg['compile']!r}")
+        if not isinstance(cfg["cuda_graph"], bool):
+            raise ValueError(f"config['cuda_graph'] must be True or False (on CUDA, capture "
+                             f"the training step as a CUDA graph), got {cfg['cuda_graph']!r}")
         if cfg["lr_schedule"] not in LR_SCHEDULES:
             raise ValueError(f"config['lr_schedule'] must be one of {list(LR_SCHEDULES)}, "
                              f"got {cfg['lr_schedule']!r}")
@@ -130,6 +143,13 @@ class SequenceTrainable(tune.Trainable):
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.load_data()
         self.num_train = len(self.train_y)
+        self.graphed = cfg["cuda_graph"] and self.device.type == "cuda"
+        if self.graphed and self.num_train < cfg["batch_size"]:
+            raise ValueError(f"config['batch_size']={cfg['batch_size']} is larger than the "
+                             f"{self.num_train} training sequences; a CUDA-graphed step "
+                             "drops the short batch, so no batch would be left (lower "
+                             "batch_size or set cuda_graph=False)")
+        self.train_x, self.train_y = self.train_x.to(self.device), self.train_y.to(self.device)
 
         rim_kwargs = {key: cfg[key] for key in RIM_KWARGS if key in cfg}
         models = []
@@ -142,12 +162,15 @@ class SequenceTrainable(tune.Trainable):
         self.model = pack(models).to(self.device)
         if cfg["compile"]:
             compile_steps(self.model)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg["lr"])
-        steps = math.ceil(self.num_train / cfg["batch_size"]) * cfg.get("epochs", 1)
-        self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, partial(lr_factor, schedule=cfg["lr_schedule"], total=steps,
-                                    warmup=round(cfg["warmup"] * steps)))
+        self.optimizer = capturable_adam(self.model.parameters(), cfg["lr"], self.device)
+        batches = (self.num_train // cfg["batch_size"] if self.graphed
+                   else math.ceil(self.num_train / cfg["batch_size"]))
+        steps = batches * cfg.get("epochs", 1)
+        self.lr_factor = partial(lr_factor, schedule=cfg["lr_schedule"], total=steps,
+                                 warmup=round(cfg["warmup"] * steps))
+        self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_factor)
         torch.manual_seed(self.members[0]["seed"])  # dropout draws
+        self.graphed_step = GraphedStep(self.train_step) if self.graphed else None
         self.epoch = 0
 
     # -- what a task provides ----------------------------------------------------------
@@ -268,44 +291,80 @@ class SequenceTrainable(tune.Trainable):
         return (f"member {member} (model={cfg['model']}, Kt={cfg['num_units']}, "
                 f"Ka={m['k']}, seed={m['seed']}, lr={cfg['lr']})")
 
+    def train_step(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """One optimiser step of every member on a batch; returns each member's loss and
+        number of right predictions, :math:`(M,)`. It never waits for the device, so that
+        :class:`~rim_rllib.cuda_graph.GraphedStep` can capture it."""
+        losses, right = self.member_losses(self.model(x), y)
+        optimise_members_(self.model, self.optimizer, losses, self.cfg["grad_clip"])
+        return losses.detach(), right
+
+    def _train_batch(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        graphed = self.graphed_step
+        if graphed is not None:
+            try:
+                return graphed(x, y)
+            except RuntimeError as error:
+                if graphed.captured or graphed.calls <= graphed.warmup:
+                    raise  # not the capture's fault
+                # A capture that fails (an op CUDA graphs do not allow) costs speed, not
+                # the trial: this batch and the rest train eagerly.
+                warnings.warn(f"capturing the training step as a CUDA graph failed "
+                              f"({error}); this trial trains without it")
+                self.graphed_step = None
+        return self.train_step(x, y)
+
+    def _check_finite(self, bad_loss: Tensor, batches: str) -> None:
+        bad = ~torch.isfinite(bad_loss)
+        if bad.any():
+            member = int(bad.nonzero()[0])
+            raise FloatingPointError(
+                f"loss is {bad_loss[member].item()} at epoch {self.epoch + 1}, {batches} "
+                f"for {self._describe(member)}; lower lr or check the inputs")
+
     def step(self) -> dict:
         cfg = self.cfg
-        members, size = len(self.members), self.num_train
+        members, size, batch_size = len(self.members), self.num_train, cfg["batch_size"]
         self.model.train()
         # Each member's own data order, from its seed and the epoch.
         orders = torch.stack([torch.randperm(size, generator=torch.Generator().manual_seed(
             m["seed"] * 100_003 + self.epoch)) for m in self.members])    # (M, N)
+        orders = orders.to(self.device)
+        # A graph has fixed shapes: a graphed epoch drops its short last batch.
+        end = size - size % batch_size if self.graphed else size
+        check_every = NAN_CHECK_EVERY if self.device.type == "cuda" else 1
         total_loss = torch.zeros(members, device=self.device)
         correct = torch.zeros(members, device=self.device)
+        # Each member's first non-finite loss of the epoch (finite: none yet), read every
+        # check_every batches.
+        bad_loss = torch.zeros(members, device=self.device)
+        checked = 0
         start = time.perf_counter()
-        for batch, first in enumerate(range(0, size, cfg["batch_size"])):
-            idx = orders[:, first:first + cfg["batch_size"]]
-            x, y = self.inputs(self.train_x[idx]), self.train_y[idx].to(self.device)
-            losses, right = self.member_losses(self.model(x), y)
-            finite = torch.isfinite(losses)
-            if not finite.all():
-                bad = int((~finite).nonzero()[0])
-                raise FloatingPointError(
-                    f"loss is {losses[bad].item()} at epoch {self.epoch + 1}, batch {batch} "
-                    f"for {self._describe(bad)}; lower lr or check the inputs")
-            self.optimizer.zero_grad(set_to_none=True)
-            losses.sum().backward()  # members share no weights: each gets its own gradient
-            if cfg["grad_clip"]:
-                member_grad_norm_clip_(self.model, members, cfg["grad_clip"])
-            self.optimizer.step()
-            self.lr_scheduler.step()
-            total_loss += losses.detach() * idx.shape[1]
+        for batch, first in enumerate(range(0, end, batch_size)):
+            idx = orders[:, first:first + batch_size]
+            losses, right = self._train_batch(self.inputs(self.train_x[idx]),
+                                              self.train_y[idx])
+            bad_loss = torch.where(torch.isfinite(bad_loss) & ~torch.isfinite(losses),
+                                   losses, bad_loss)
+            total_loss += losses * idx.shape[1]
             correct += right
+            self.lr_scheduler.step()
+            if batch + 1 - checked == check_every or first + batch_size >= end:
+                self._check_finite(bad_loss, f"batch {batch}" if batch == checked
+                                   else f"batches {checked}-{batch}")
+                checked = batch + 1
+        # Reading the sums waits for the device, so the time covers the whole epoch.
+        per_member = {"train_loss": (total_loss / end).tolist(),
+                      "train_accuracy": (correct / end).tolist()}
         train_seconds = time.perf_counter() - start
         self.epoch += 1
 
-        per_member = {"train_loss": (total_loss / size).tolist(),
-                      "train_accuracy": (correct / size).tolist()}
         start = time.perf_counter()
         last = self.epoch == cfg.get("epochs")
         per_member |= self.evaluate_members(last)
-        metrics = dict(epoch=self.epoch, samples_per_s=members * size / train_seconds,
-                       lr=self.lr_scheduler.get_last_lr()[0])
+        metrics = dict(epoch=self.epoch, samples_per_s=members * end / train_seconds,
+                       # From the schedule, not the optimiser: on CUDA its lr is float32.
+                       lr=cfg["lr"] * self.lr_factor(self.lr_scheduler.last_epoch))
         for name, values in per_member.items():
             metrics[name] = float(np.mean(values))
             metrics.update({f"m{i}/{name}": v for i, v in enumerate(values)})
@@ -316,7 +375,9 @@ class SequenceTrainable(tune.Trainable):
     def save_checkpoint(self, checkpoint_dir: str) -> None:
         torch.save(dict(model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
                         lr_scheduler=self.lr_scheduler.state_dict(), epoch=self.epoch,
-                        torch_rng=torch.get_rng_state()),
+                        torch_rng=torch.get_rng_state(),
+                        cuda_rng=(torch.cuda.get_rng_state(self.device)
+                                  if self.device.type == "cuda" else None)),
                    Path(checkpoint_dir) / "state.pt")
 
     def load_checkpoint(self, checkpoint_dir: str) -> None:
@@ -327,4 +388,8 @@ class SequenceTrainable(tune.Trainable):
         if "lr_scheduler" in state:  # checkpoints from before lr schedules had none
             self.lr_scheduler.load_state_dict(state["lr_scheduler"])
         self.epoch = state["epoch"]
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())  # map_location moved it
+        if state.get("cuda_rng") is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
+        if self.graphed_step is not None:  # the graph would step the replaced tensors
+            self.graphed_step = GraphedStep(self.train_step)
