@@ -87,17 +87,18 @@ class StepWeights(NamedTuple):
 
 def rim_step(h: Tensor, c: Tensor | None, keys_t: Tensor, x_t: Tensor,
              keep_t: Tensor | None, comm_keep_t: Tensor | None, w: StepWeights,
-             sizes: tuple) -> tuple[Tensor, Tensor | None, Tensor]:
+             sizes: tuple) -> tuple[Tensor, Tensor | None, Tensor, Tensor | None]:
     """One step of ``M`` members' RIM recurrence: the state-dependent part of
     :meth:`RIMScan.scan`, a pure function so that :func:`compile_steps` can compile it.
 
     ``h``, ``c``: :math:`(M K_t, B, H)` (``c`` is ``None`` for GRU units); ``keys_t``
     :math:`(M, 1, B, n_h d_k)`, the step's pre-scaled input keys; ``x_t`` :math:`(M|1, 1,
     B, D)`; ``keep_t``, ``comm_keep_t``: the step's dropout factors or ``None``; ``sizes``:
-    ``(M, K_t, B, G, comm heads, comm split, is_lstm)``. Returns the new ``h`` and ``c``
-    and the 0/1 activation mask :math:`(M, K_t, B)`.
+    ``(M, K_t, B, G, comm heads, comm split, is_lstm, balance)``. Returns the new ``h`` and
+    ``c``, the 0/1 activation mask :math:`(M, K_t, B)` and, when ``balance``, each unit's
+    share of the selection softmax :math:`(M, K_t, B)` (else ``None``).
     """
-    members, units, batch, gate_size, comm_heads, comm_split, is_lstm = sizes
+    members, units, batch, gate_size, comm_heads, comm_split, is_lstm, balance = sizes
     groups = members * units
     hq = torch.baddbmm(w.b_hq, h, w.w_hq)                                  # (MK, B, G+nh*dk)
     gh, query = hq.split([gate_size, hq.shape[-1] - gate_size], dim=2)
@@ -142,7 +143,24 @@ def rim_step(h: Tensor, c: Tensor | None, keys_t: Tensor, x_t: Tensor,
     h = torch.lerp(h, h_comm, mask3)
     if is_lstm:
         c = torch.lerp(c, c_new, mask3)
-    return h, c, mask
+    return h, c, mask, (real.softmax(1) if balance else None)
+
+
+def load_balance_loss(usage: Tensor, shares: Tensor) -> Tensor:
+    r"""The load-balancing loss of Switch Transformers (Fedus et al., 2021) for top-``Ka``
+    unit selection, per member: :math:`K_t \sum_j f_j P_j`, with :math:`f_j` unit ``j``'s
+    share of the activations and :math:`P_j` its mean share of the selection softmax. It
+    is 1 when every unit is selected equally often and equally likely, up to :math:`K_t`
+    when one unit takes everything; its gradient (through :math:`P` only) lowers the
+    selection scores of the units used most.
+
+    Args: ``usage``, how often each unit was active, and ``shares``, its summed softmax
+    share, both :math:`(M, K_t, B)` summed over steps. Returns :math:`(M,)`.
+    """
+    used = usage.sum(-1)
+    fraction = used / used.sum(-1, keepdim=True)
+    mean_share = shares.sum(-1) / shares.sum((-1, -2)).unsqueeze(-1)
+    return usage.shape[1] * (fraction * mean_share).sum(-1)
 
 
 @functools.cache
@@ -185,6 +203,10 @@ class RIMScan(nn.Module):
     #: ``torch.compile`` keyword arguments for the per-step function, or ``None`` to run it
     #: eagerly; set by :func:`compile_steps`.
     compile_options: dict | None = None
+    #: Compute :func:`load_balance_loss` in every forward (into :attr:`aux_loss`).
+    balance_loss: bool = False
+    #: The last forward's :func:`load_balance_loss`, :math:`(M,)`, when :attr:`balance_loss`.
+    aux_loss: Tensor | None = None
     #: ``((ks, device, dtype), rank keep)`` of the last :meth:`_rank_keep`.
     _rank_keep_cache: tuple = (None, None)
 
@@ -289,16 +311,22 @@ class RIMScan(nn.Module):
 
         weights = StepWeights(w_hq, b_hq, null_key, w_in, ih_bias, w_comm, b_comm,
                               out_bias, self.comm_output.weight, self._rank_keep(batch, x))
-        sizes = (members, units, batch, gate_size, c_heads, comm_split, self.is_lstm)
+        sizes = (members, units, batch, gate_size, c_heads, comm_split, self.is_lstm,
+                 self.balance_loss)
         step = _step_function(self.compile_options)
         h = state[0]
         c = state[1] if self.is_lstm else None
         outputs, masks = [], []
+        usage = shares = x.new_zeros(members, units, batch)
         for keys_t, x_t, keep_t, comm_keep_t in zip(keys.unbind(0), x_steps, keep, comm_keep):
-            h, c, mask = step(h, c, keys_t, x_t, keep_t, comm_keep_t, weights, sizes)
+            h, c, mask, share = step(h, c, keys_t, x_t, keep_t, comm_keep_t, weights, sizes)
+            if self.balance_loss:
+                usage, shares = usage + mask, shares + share
             outputs.append(h)
             if return_mask:
                 masks.append(mask.bool())
+        if self.balance_loss:
+            self.aux_loss = load_balance_loss(usage, shares)
         return outputs, ([h, c] if self.is_lstm else [h]), masks
 
 
@@ -328,6 +356,10 @@ class RIMCell(RIMScan):
         comm_value_size: size of each communication head's value (any size).
         num_comm_heads: communication-attention heads.
         comm_dropout: dropout on the communication-attention probabilities.
+        balance_loss: compute in every forward the load-balancing loss of the unit
+            selection (:func:`load_balance_loss`; 1 at uniform use, up to ``num_units``
+            when one unit takes every step) into :attr:`aux_loss`, for the training loop
+            to add to its loss with a weight of its choice (a cure for unit collapse).
 
     Inputs: input, hx
         - input: :math:`(B, D)`.
@@ -344,7 +376,7 @@ class RIMCell(RIMScan):
                  input_dropout: float = 0.1, comm_key_size: int = 32,
                  comm_value_size: int = 100, comm_query_size: int = 32,
                  num_comm_heads: int = 4, comm_dropout: float = 0.1,
-                 device=None, dtype=None):
+                 balance_loss: bool = False, device=None, dtype=None):
         super().__init__()
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
                             ("num_units", num_units), ("input_key_size", input_key_size),
@@ -381,6 +413,9 @@ class RIMCell(RIMScan):
         self.comm_value_size = comm_value_size
         self.num_comm_heads = num_comm_heads
         self.comm_dropout = comm_dropout
+        if not isinstance(balance_loss, bool):
+            raise ValueError(f"balance_loss must be True or False, got {balance_loss!r}")
+        self.balance_loss = balance_loss
 
         self.key = nn.Linear(input_size, num_input_heads * input_key_size, **factory)
         self.value = nn.Linear(input_size, num_input_heads * input_value_size, **factory)
@@ -431,6 +466,9 @@ class RIMStack(nn.Module):
     :class:`RIM`); subclasses set ``cells``, the sizes, ``num_members`` and check inputs."""
 
     num_members: int
+    #: With ``balance_loss=True`` cells: the last forward's load-balancing loss, the mean
+    #: over layers and directions (a scalar for :class:`RIM`, :math:`(M,)` for a pack).
+    aux_loss: Tensor | None = None
 
     def _run_layers(self, x: Tensor, states: list[Tensor], return_mask: bool):
         r"""Every layer and direction over ``x``.
@@ -467,6 +505,8 @@ class RIMStack(nn.Module):
             if self.dropout > 0 and self.training and layer < self.num_layers - 1:
                 x = F.dropout(x, self.dropout)
         h_n = [torch.stack([f[i] for f in finals], 1) for i in range(len(states))]
+        if self.cells[0].balance_loss:  # the mean over layers and directions, (M,)
+            self.aux_loss = torch.stack([cell.aux_loss for cell in self.cells]).mean(0)
         return x, h_n, (torch.stack(masks, dim=3) if return_mask else None)
 
 
@@ -489,7 +529,8 @@ class RIM(RIMStack):
         batch_first: input and output are :math:`(B, T, \cdot)` instead of
             :math:`(T, B, \cdot)`. States are not affected, as in ``nn.LSTM``.
         dropout: dropout on each layer's output except the last, as in ``nn.LSTM``.
-        **cell_kwargs: attention sizes and dropouts, passed to every :class:`RIMCell`.
+        **cell_kwargs: attention sizes, dropouts and ``balance_loss`` (then :attr:`aux_loss`
+            holds the last forward's load-balancing loss), passed to every :class:`RIMCell`.
 
     Inputs: input, hx
         - input: :math:`(T, B, D)`, :math:`(B, T, D)` with ``batch_first``, or
@@ -556,6 +597,8 @@ class RIM(RIMStack):
         out, h_n, mask = self._run_layers(x.unsqueeze(0),
                                           [s.unsqueeze(0) for s in states], return_mask)
         x, h_n = out[0], [s[0] for s in h_n]
+        if self.aux_loss is not None:
+            self.aux_loss = self.aux_loss[0]
         if not batched:
             h_n = [s.squeeze(1) for s in h_n]
             x = x.squeeze(1)

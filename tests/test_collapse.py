@@ -42,3 +42,42 @@ def test_bad_masks_are_refused():
     with pytest.raises(ValueError, match=r"masks must be a bool tensor \(sequences, steps, "
                        r"units\), got torch.float32 of shape \(2, 3\)"):
         collapse_metrics(torch.zeros(2, 3))
+
+
+def test_the_load_balance_loss_is_one_at_uniform_use_and_kt_when_one_unit_takes_all():
+    from rim_rllib.rim import load_balance_loss
+    units, batch = 4, 3
+    uniform = load_balance_loss(torch.full((1, units, batch), 2.0),
+                                torch.full((1, units, batch), 0.25))
+    collapsed_usage = torch.zeros(1, units, batch)
+    collapsed_usage[:, 0] = 8.0
+    collapsed_shares = torch.zeros(1, units, batch)
+    collapsed_shares[:, 0] = 8.0
+    collapsed = load_balance_loss(collapsed_usage, collapsed_shares)
+    assert uniform.item() == pytest.approx(1.0) and collapsed.item() == pytest.approx(units)
+
+
+def test_balance_loss_on_changes_no_output_and_trains_the_selection():
+    """With balance_loss the RIM's outputs are the same bit for bit; its aux_loss lies in
+    [1, Kt] and has gradients into the query and key maps; a pack's members have their
+    standalone losses."""
+    from rim_rllib import RIM, pack
+    kwargs = dict(input_dropout=0.0, comm_dropout=0.0)
+    torch.manual_seed(0)
+    on = RIM(3, 8, 5, 2, balance_loss=True, **kwargs)
+    off = RIM(3, 8, 5, 2, **kwargs)
+    off.load_state_dict(on.state_dict())
+    x = torch.randn(12, 4, 3)
+    assert torch.equal(on(x)[0], off(x)[0]) and off.aux_loss is None
+    assert 1.0 <= on.aux_loss.item() <= 5.0
+    on.aux_loss.backward()
+    cell = on.cells[0]
+    assert cell.query.weight.grad.abs().sum() > 0 and cell.key.weight.grad.abs().sum() > 0
+    members = [RIM(3, 8, 5, k, balance_loss=True, **kwargs) for k in (1, 4)]
+    packed = pack(members)
+    packed(x)
+    for i, member in enumerate(members):
+        member(x)
+        torch.testing.assert_close(packed.aux_loss[i], member.aux_loss)
+    with pytest.raises(ValueError, match="balance_loss must be True or False, got 1"):
+        RIM(3, 8, 5, 2, balance_loss=1)

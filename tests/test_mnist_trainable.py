@@ -200,3 +200,16 @@ def test_cuda_graphed_trainable_trains_as_the_eager_one(mnist_dir):
             assert graphed[key] == pytest.approx(eager[key], rel=1e-5, abs=1e-6), key
     for p_graphed, p_eager in zip(*params[::-1]):
         torch.testing.assert_close(p_graphed, p_eager, rtol=1e-5, atol=1e-6)
+
+
+def test_balance_loss_weight_trains_the_rims_with_it(mnist_dir):
+    """balance_loss=0 is the default, bit for bit; a weight adds the loss (reported as
+    train_balance_loss) and changes training; a bad weight is named."""
+    default = MnistTrainable(config=config(mnist_dir)).train()
+    zero = MnistTrainable(config=config(mnist_dir, balance_loss=0.0)).train()
+    on = MnistTrainable(config=config(mnist_dir, balance_loss=1.0)).train()
+    assert zero["train_loss"] == default["train_loss"] and "train_balance_loss" not in zero
+    assert 1.0 <= on["train_balance_loss"] <= 4.0
+    assert on["train_loss"] != default["train_loss"]
+    with pytest.raises(ValueError, match=r"config\['balance_loss'\] must be a weight >= 0"):
+        resolve_config({"balance_loss": -1})

@@ -4,7 +4,10 @@ config (both may be lists; see :func:`rim_rllib.tune.config.pack_members`), each
 own initialisation, data order, per-member gradient clipping and Adam state (Adam is
 elementwise, so one optimiser over the pack updates each member exactly as its own would).
 
-``init="chrono"`` gives every LSTM (RIM units and the baseline) the chrono initialisation
+``balance_loss=w`` (a weight; 0, the default, is off) adds ``w`` times each RIM's
+load-balancing loss (:func:`rim_rllib.rim.load_balance_loss`, a cure for unit collapse) to
+its training loss and reports its mean as ``train_balance_loss``. ``init="chrono"`` gives
+every LSTM (RIM units and the baseline) the chrono initialisation
 (:func:`rim_rllib.init.chrono_init_`) for the task's training length;
 ``lr_schedule="cosine"`` decays ``lr`` to 0 over the ``epochs`` after a linear rise over the
 first ``warmup`` fraction of steps; ``compile=True`` runs the RIM step through
@@ -52,7 +55,7 @@ RIM_KWARGS = ("input_key_size", "input_value_size", "input_query_size", "num_inp
 COMMON_DEFAULTS = dict(
     model="rim", cell="lstm", num_units=6, k=4, hidden_size=100, lr=1e-3, batch_size=64,
     eval_batch_size=500, seed=0, threads=1, grad_clip=1.0, init="default", compile=False,
-    lr_schedule="constant", warmup=0.0, cuda_graph=True,
+    lr_schedule="constant", warmup=0.0, cuda_graph=True, balance_loss=0.0,
 )
 #: On CUDA, batches between reads of the device-side non-finite-loss flag (each read waits
 #: for the GPU); on CPU every batch is checked.
@@ -118,6 +121,10 @@ class SequenceTrainable(tune.Trainable):
         if not isinstance(cfg["compile"], bool):
             raise ValueError(f"config['compile'] must be True or False (compile the RIM "
                              f"step with torch.compile), got {cfg['compile']!r}")
+        if (isinstance(cfg["balance_loss"], bool)
+                or not isinstance(cfg["balance_loss"], (int, float)) or cfg["balance_loss"] < 0):
+            raise ValueError(f"config['balance_loss'] must be a weight >= 0 for the RIMs' "
+                             f"load-balancing loss (0: off), got {cfg['balance_loss']!r}")
         if not isinstance(cfg["cuda_graph"], bool):
             raise ValueError(f"config['cuda_graph'] must be True or False (on CUDA, capture "
                              f"the training step as a CUDA graph), got {cfg['cuda_graph']!r}")
@@ -152,6 +159,9 @@ class SequenceTrainable(tune.Trainable):
         self.train_x, self.train_y = self.train_x.to(self.device), self.train_y.to(self.device)
 
         rim_kwargs = {key: cfg[key] for key in RIM_KWARGS if key in cfg}
+        self.balance_weight = cfg["balance_loss"] if cfg["model"] == "rim" else 0.0
+        if self.balance_weight:
+            rim_kwargs["balance_loss"] = True
         models = []
         for member in self.members:
             torch.manual_seed(member["seed"])  # each member's own initialisation
@@ -291,15 +301,21 @@ class SequenceTrainable(tune.Trainable):
         return (f"member {member} (model={cfg['model']}, Kt={cfg['num_units']}, "
                 f"Ka={m['k']}, seed={m['seed']}, lr={cfg['lr']})")
 
-    def train_step(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        """One optimiser step of every member on a batch; returns each member's loss and
-        number of right predictions, :math:`(M,)`. It never waits for the device, so that
+    def train_step(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """One optimiser step of every member on a batch; returns each member's task loss,
+        number of right predictions and load-balancing loss (zeros when off), :math:`(M,)`.
+        It never waits for the device, so that
         :class:`~rim_rllib.cuda_graph.GraphedStep` can capture it."""
         losses, right = self.member_losses(self.model(x), y)
-        optimise_members_(self.model, self.optimizer, losses, self.cfg["grad_clip"])
-        return losses.detach(), right
+        if self.balance_weight:
+            balance = self.model.memory.aux_loss
+            objective = losses + self.balance_weight * balance
+        else:
+            balance, objective = torch.zeros_like(losses), losses
+        optimise_members_(self.model, self.optimizer, objective, self.cfg["grad_clip"])
+        return losses.detach(), right, balance.detach()
 
-    def _train_batch(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    def _train_batch(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         graphed = self.graphed_step
         if graphed is not None:
             try:
@@ -335,6 +351,7 @@ class SequenceTrainable(tune.Trainable):
         check_every = NAN_CHECK_EVERY if self.device.type == "cuda" else 1
         total_loss = torch.zeros(members, device=self.device)
         correct = torch.zeros(members, device=self.device)
+        balance_total = torch.zeros(members, device=self.device)
         # Each member's first non-finite loss of the epoch (finite: none yet), read every
         # check_every batches.
         bad_loss = torch.zeros(members, device=self.device)
@@ -342,12 +359,13 @@ class SequenceTrainable(tune.Trainable):
         start = time.perf_counter()
         for batch, first in enumerate(range(0, end, batch_size)):
             idx = orders[:, first:first + batch_size]
-            losses, right = self._train_batch(self.inputs(self.train_x[idx]),
-                                              self.train_y[idx])
+            losses, right, balance = self._train_batch(self.inputs(self.train_x[idx]),
+                                                       self.train_y[idx])
             bad_loss = torch.where(torch.isfinite(bad_loss) & ~torch.isfinite(losses),
                                    losses, bad_loss)
             total_loss += losses * idx.shape[1]
             correct += right
+            balance_total += balance * idx.shape[1]
             self.lr_scheduler.step()
             if batch + 1 - checked == check_every or first + batch_size >= end:
                 self._check_finite(bad_loss, f"batch {batch}" if batch == checked
@@ -356,6 +374,8 @@ class SequenceTrainable(tune.Trainable):
         # Reading the sums waits for the device, so the time covers the whole epoch.
         per_member = {"train_loss": (total_loss / end).tolist(),
                       "train_accuracy": (correct / end).tolist()}
+        if self.balance_weight:
+            per_member["train_balance_loss"] = (balance_total / end).tolist()
         train_seconds = time.perf_counter() - start
         self.epoch += 1
 
