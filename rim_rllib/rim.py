@@ -32,6 +32,7 @@ from rim_rllib.group import (
 )
 
 CELLS = {"lstm": GroupLSTMCell, "gru": GroupGRUCell}
+SCORE_NOISE_TYPES = ("gaussian", "gumbel")
 
 
 def _check_cell(cell) -> None:
@@ -86,14 +87,17 @@ class StepWeights(NamedTuple):
 
 
 def rim_step(h: Tensor, c: Tensor | None, keys_t: Tensor, x_t: Tensor,
-             keep_t: Tensor | None, comm_keep_t: Tensor | None, w: StepWeights,
-             sizes: tuple) -> tuple[Tensor, Tensor | None, Tensor, Tensor | None]:
+             keep_t: Tensor | None, comm_keep_t: Tensor | None, jitter_t: Tensor | None,
+             w: StepWeights, sizes: tuple
+             ) -> tuple[Tensor, Tensor | None, Tensor, Tensor | None]:
     """One step of ``M`` members' RIM recurrence: the state-dependent part of
     :meth:`RIMScan.scan`, a pure function so that :func:`compile_steps` can compile it.
 
     ``h``, ``c``: :math:`(M K_t, B, H)` (``c`` is ``None`` for GRU units); ``keys_t``
     :math:`(M, 1, B, n_h d_k)`, the step's pre-scaled input keys; ``x_t`` :math:`(M|1, 1,
-    B, D)`; ``keep_t``, ``comm_keep_t``: the step's dropout factors or ``None``; ``sizes``:
+    B, D)`; ``keep_t``, ``comm_keep_t``: the step's dropout factors or ``None``;
+    ``jitter_t`` :math:`(M, K_t, B)`: added to the selection scores for the ranking only
+    (score noise and dropout; see :class:`RIMCell`), or ``None``; ``sizes``:
     ``(M, K_t, B, G, comm heads, comm split, is_lstm, balance)``. Returns the new ``h`` and
     ``c``, the 0/1 activation mask :math:`(M, K_t, B)` and, when ``balance``, each unit's
     share of the selection softmax :math:`(M, K_t, B)` (else ``None``).
@@ -109,7 +113,8 @@ def rim_step(h: Tensor, c: Tensor | None, keys_t: Tensor, x_t: Tensor,
     if w.rank_keep is None:
         mask = torch.ones_like(real)
     else:
-        top = real.topk(w.rank_keep.shape[1], dim=1).indices
+        ranked = real if jitter_t is None else real + jitter_t
+        top = ranked.topk(w.rank_keep.shape[1], dim=1).indices
         mask = torch.zeros_like(real).scatter_(1, top, w.rank_keep)
     a_real = p_real * mask
     if keep_t is None:
@@ -205,6 +210,10 @@ class RIMScan(nn.Module):
     compile_options: dict | None = None
     #: Compute :func:`load_balance_loss` in every forward (into :attr:`aux_loss`).
     balance_loss: bool = False
+    #: Selection-score noise and dropout in training; see :class:`RIMCell`.
+    score_noise: float = 0.0
+    score_noise_type: str = "gaussian"
+    score_dropout: float = 0.0
     #: The last forward's :func:`load_balance_loss`, :math:`(M,)`, when :attr:`balance_loss`.
     aux_loss: Tensor | None = None
     #: ``((ks, device, dtype), rank keep)`` of the last :meth:`_rank_keep`.
@@ -224,6 +233,24 @@ class RIMScan(nn.Module):
             return [None] * shape[0]
         keep = torch.rand(shape, device=like.device, dtype=like.dtype) >= p
         return (keep.to(like.dtype) / (1 - p)).unbind(0)
+
+    def _selection_jitter(self, like: Tensor, shape: tuple) -> list:
+        """Per-step additions to the selection scores in training: noise (``score_noise``
+        times standard Gaussian or Gumbel draws) and, for units dropped from the ranking
+        (``score_dropout``), a score too low to win; ``None`` per step when neither."""
+        if not self.training or (self.score_noise == 0 and self.score_dropout == 0):
+            return [None] * shape[0]
+        jitter = like.new_zeros(shape)
+        if self.score_noise:
+            if self.score_noise_type == "gumbel":
+                draws = -torch.empty_like(jitter).exponential_().log()
+            else:
+                draws = torch.randn_like(jitter)
+            jitter = jitter + self.score_noise * draws
+        if self.score_dropout:
+            dropped = torch.rand(shape, device=like.device) < self.score_dropout
+            jitter = jitter.masked_fill(dropped, -1e4)
+        return jitter.unbind(0)
 
     @property
     def is_lstm(self) -> bool:
@@ -308,6 +335,7 @@ class RIMScan(nn.Module):
                                     (steps, 2, members, units, batch))
         comm_keep = self._dropout_scales(self.comm_dropout, x,
                                          (steps, members, units, units, batch, c_heads))
+        jitter = self._selection_jitter(x, (steps, members, units, batch))
 
         weights = StepWeights(w_hq, b_hq, null_key, w_in, ih_bias, w_comm, b_comm,
                               out_bias, self.comm_output.weight, self._rank_keep(batch, x))
@@ -318,8 +346,10 @@ class RIMScan(nn.Module):
         c = state[1] if self.is_lstm else None
         outputs, masks = [], []
         usage = shares = x.new_zeros(members, units, batch)
-        for keys_t, x_t, keep_t, comm_keep_t in zip(keys.unbind(0), x_steps, keep, comm_keep):
-            h, c, mask, share = step(h, c, keys_t, x_t, keep_t, comm_keep_t, weights, sizes)
+        for keys_t, x_t, keep_t, comm_keep_t, jitter_t in zip(keys.unbind(0), x_steps, keep,
+                                                              comm_keep, jitter):
+            h, c, mask, share = step(h, c, keys_t, x_t, keep_t, comm_keep_t, jitter_t,
+                                     weights, sizes)
             if self.balance_loss:
                 usage, shares = usage + mask, shares + share
             outputs.append(h)
@@ -360,6 +390,11 @@ class RIMCell(RIMScan):
             selection (:func:`load_balance_loss`; 1 at uniform use, up to ``num_units``
             when one unit takes every step) into :attr:`aux_loss`, for the training loop
             to add to its loss with a weight of its choice (a cure for unit collapse).
+        score_noise: in training, add ``score_noise`` times standard noise of
+            ``score_noise_type`` (``"gaussian"`` or ``"gumbel"``) to the selection scores
+            before the top-``k`` (noisy top-k gating; the attention itself is unchanged).
+        score_dropout: in training, drop each unit from the top-``k`` ranking of a step
+            with this probability (it wins only if fewer than ``k`` others remain).
 
     Inputs: input, hx
         - input: :math:`(B, D)`.
@@ -376,7 +411,9 @@ class RIMCell(RIMScan):
                  input_dropout: float = 0.1, comm_key_size: int = 32,
                  comm_value_size: int = 100, comm_query_size: int = 32,
                  num_comm_heads: int = 4, comm_dropout: float = 0.1,
-                 balance_loss: bool = False, device=None, dtype=None):
+                 balance_loss: bool = False, score_noise: float = 0.0,
+                 score_noise_type: str = "gaussian", score_dropout: float = 0.0,
+                 device=None, dtype=None):
         super().__init__()
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
                             ("num_units", num_units), ("input_key_size", input_key_size),
@@ -416,6 +453,16 @@ class RIMCell(RIMScan):
         if not isinstance(balance_loss, bool):
             raise ValueError(f"balance_loss must be True or False, got {balance_loss!r}")
         self.balance_loss = balance_loss
+        if (isinstance(score_noise, bool) or not isinstance(score_noise, (int, float))
+                or score_noise < 0):
+            raise ValueError(f"score_noise must be a scale >= 0, got {score_noise!r}")
+        if score_noise_type not in SCORE_NOISE_TYPES:
+            raise ValueError(f"score_noise_type must be one of {list(SCORE_NOISE_TYPES)}, "
+                             f"got {score_noise_type!r}")
+        _check_dropout("score_dropout", score_dropout)
+        self.score_noise = score_noise
+        self.score_noise_type = score_noise_type
+        self.score_dropout = score_dropout
 
         self.key = nn.Linear(input_size, num_input_heads * input_key_size, **factory)
         self.value = nn.Linear(input_size, num_input_heads * input_value_size, **factory)

@@ -81,3 +81,37 @@ def test_balance_loss_on_changes_no_output_and_trains_the_selection():
         torch.testing.assert_close(packed.aux_loss[i], member.aux_loss)
     with pytest.raises(ValueError, match="balance_loss must be True or False, got 1"):
         RIM(3, 8, 5, 2, balance_loss=1)
+
+
+@pytest.mark.parametrize("knob", [dict(score_noise=1.0),
+                                  dict(score_noise=1.0, score_noise_type="gumbel"),
+                                  dict(score_dropout=0.5)])
+def test_selection_cures_vary_the_selection_in_training_only(knob):
+    """The same steps select different units from one training forward to the next; in
+    eval the RIM is the uncured one, bit for bit."""
+    from rim_rllib import RIM
+    kwargs = dict(input_dropout=0.0, comm_dropout=0.0)
+    torch.manual_seed(0)
+    cured = RIM(3, 8, 5, 2, **kwargs, **knob)
+    plain = RIM(3, 8, 5, 2, **kwargs)
+    plain.load_state_dict(cured.state_dict())
+    x = torch.randn(30, 4, 3)
+    first, second = (cured(x, return_mask=True)[2] for _ in range(2))
+    assert not torch.equal(first, second)
+    assert (first.sum(-1) == 2).all()  # still k units per step
+    cured.eval()
+    plain.eval()
+    out_c, _, mask_c = cured(x, return_mask=True)
+    out_p, _, mask_p = plain(x, return_mask=True)
+    assert torch.equal(mask_c, mask_p) and torch.equal(out_c, out_p)
+
+
+def test_bad_selection_cures_are_named():
+    from rim_rllib import RIM
+    with pytest.raises(ValueError, match="score_noise must be a scale >= 0, got -1"):
+        RIM(3, 8, 5, 2, score_noise=-1)
+    with pytest.raises(ValueError, match=r"score_noise_type must be one of \['gaussian', "
+                       r"'gumbel'\], got 'normal'"):
+        RIM(3, 8, 5, 2, score_noise_type="normal")
+    with pytest.raises(ValueError, match=r"score_dropout must be a probability in \[0, 1\)"):
+        RIM(3, 8, 5, 2, score_dropout=1.0)
