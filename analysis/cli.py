@@ -9,10 +9,10 @@ from rim_rllib.tune.results import is_uri
 
 def results_arguments(doc: str, outputs: str, argv=None,
                       metric_help: str | None = None) -> tuple:
-    """Parse ``RESULTS [--out DIR]`` (and ``[--metric NAME]`` when ``metric_help`` is
-    given); returns where the results are (a local path or a cloud URI) and the output
-    directory (default: the local study directory, or ``./results/STUDY`` for cloud
-    results), then the metric when asked for."""
+    """Parse ``RESULTS [--out DIR]`` (and ``[--metric NAME] [--by KEY ...]`` when
+    ``metric_help`` is given); returns where the results are (a local path or a cloud URI)
+    and the output directory (default: the local study directory, or ``./results/STUDY``
+    for cloud results), then the metric and the extra row keys when asked for."""
     parser = argparse.ArgumentParser(description=doc,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", help="a results parquet or the study directory holding it")
@@ -20,6 +20,9 @@ def results_arguments(doc: str, outputs: str, argv=None,
                         help=f"directory for {outputs} (default: next to the results)")
     if metric_help:
         parser.add_argument("--metric", default=None, help=metric_help)
+        parser.add_argument("--by", nargs="+", default=[], metavar="KEY",
+                            help="also split rows by these trial config keys (e.g. the "
+                                 "collapse cures: score_noise balance_loss)")
     args = parser.parse_args(argv)
     if args.out:
         out = Path(args.out)
@@ -30,4 +33,4 @@ def results_arguments(doc: str, outputs: str, argv=None,
     else:
         path = Path(args.results)
         out = path if path.is_dir() else path.parent
-    return (args.results, out, args.metric) if metric_help else (args.results, out)
+    return (args.results, out, args.metric, args.by) if metric_help else (args.results, out)

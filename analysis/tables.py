@@ -2,8 +2,9 @@
 
     python -m analysis.tables results/ka_sweep-mnist-cpu [--out DIR]
     python -m analysis.tables results/ka_sweep-copying-cpu --metric recall_ce
+    python -m analysis.tables results/collapse-mnist-cpu --by balance_loss score_noise
 
-Rows: model / cell / Kt / Ka; columns: the training image size (environment, dormant
+Rows: model / cell / Kt / Ka (and any trial config keys named with ``--by``); columns: the training image size (environment, dormant
 length) then every evaluation one; cells: mean ± 95% confidence half-width over seeds
 (Student t) of one metric, in % for accuracies. The metric is the task's first of
 :data:`TABLE_METRICS` (MNIST accuracy, MiniGrid return, copying recall accuracy) unless
@@ -11,6 +12,7 @@ length) then every evaluation one; cells: mean ± 95% confidence half-width over
 metric, one row per model x eval x metric) next to the results, and prints the Markdown.
 """
 
+import json
 import os
 import re
 import sys
@@ -22,6 +24,7 @@ import pandas as pd
 from analysis.cli import results_arguments
 from rim_rllib.atomic import atomic_write
 from rim_rllib.stats import ci95_halfwidth
+from rim_rllib.tune.config import flat_config
 from rim_rllib.tune.results import read_results
 
 KEYS = ["model", "cell", "Kt", "Ka"]
@@ -32,13 +35,29 @@ TABLE_METRICS = ("accuracy", "return", "recall_accuracy", "recall_ce", "sequence
 COLLAPSE_COLUMNS = {"switch_rate": "switch rate", "usage_entropy": "usage entropy"}
 
 
-def summarise(results: pd.DataFrame) -> pd.DataFrame:
-    """Mean, 95% CI half-width and seed count per model x evaluation, final rows only."""
+def with_config_keys(results: pd.DataFrame, keys) -> pd.DataFrame:
+    """``results`` with a column per trial config key in ``keys``, read from
+    ``config_json`` ("–" where a trial's config does not set it)."""
+    results = results.copy()
+    configs = [flat_config(json.loads(text)) if isinstance(text, str) else {}
+               for text in results["config_json"]]
+    for key in keys:
+        if key in results.columns:
+            raise ValueError(f"--by {key}: already a results column; name a config key")
+        results[key] = [str(config[key]) if key in config else "–" for config in configs]
+    return results
+
+
+def summarise(results: pd.DataFrame, by=()) -> pd.DataFrame:
+    """Mean, 95% CI half-width and seed count per model (and config keys ``by``) x
+    evaluation, final rows only."""
     final = results[results["final"] & results["value"].notna()
                     & results["metric"].isin([*TABLE_METRICS, *COLLAPSE_COLUMNS])]
     if final.empty:
         raise ValueError("no finished results to tabulate (no row with final=True and a value)")
-    grouped = final.groupby(KEYS + ["train_on", "eval_on", "metric"], dropna=False)["value"]
+    final = with_config_keys(final, by)
+    grouped = final.groupby(KEYS + list(by) + ["train_on", "eval_on", "metric"],
+                            dropna=False)["value"]
     summary = grouped.agg(mean="mean", std="std", n="count").reset_index()
     summary["ci95"] = ci95_halfwidth(summary["std"], summary["n"])
     return summary.drop(columns="std")
@@ -64,10 +83,11 @@ def eval_order(value: str) -> tuple:
                  for part in re.split(r"(\d+)", value))
 
 
-def build_table(results: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
+def build_table(results: pd.DataFrame, metric: str | None = None, by=()) -> pd.DataFrame:
     """The wide table of ``metric`` (default: the first of :data:`TABLE_METRICS` in the
-    results): one row per model, one column per evaluation, 'mean ± ci' strings."""
-    summary = summarise(results)
+    results): one row per model (and value of the config keys ``by``), one column per
+    evaluation, 'mean ± ci' strings."""
+    summary = summarise(results, by)
     metric = pick_metric(summary, metric)
     collapse = summary[summary["metric"].isin(COLLAPSE_COLUMNS)
                        & (summary["eval_on"] == summary["train_on"])].copy()
@@ -83,12 +103,13 @@ def build_table(results: pd.DataFrame, metric: str | None = None) -> pd.DataFram
     # The LSTM baseline has no cell type or Ka: give it keys that pivot and sort last.
     summary["cell"] = summary["cell"].fillna("–")
     summary["Ka"] = summary["Ka"].fillna(-1).astype(int)
-    table = summary.pivot_table(index=KEYS, columns="column", values="cell_text",
+    table = summary.pivot_table(index=KEYS + list(by), columns="column", values="cell_text",
                                 aggfunc="first")
     columns = sorted((c for c in table.columns if c not in extra),
                      key=lambda c: (not c.endswith("*"), eval_order(c.rstrip("*")))) + extra
     table = table[columns].reset_index()
-    table = table.sort_values(["model", "Kt", "Ka"], ascending=[False, True, False])
+    table = table.sort_values(["model", "Kt", "Ka", *by],
+                              ascending=[False, True, False] + [True] * len(by))
     table["Ka"] = table["Ka"].map(lambda k: "–" if k < 0 else str(k))
     table.columns.name = None
     return table.fillna("–").reset_index(drop=True)
@@ -111,18 +132,18 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def main(argv=None) -> int:
-    location, out, metric = results_arguments(
+    location, out, metric, by = results_arguments(
         __doc__, "table.md and table.csv", argv,
         metric_help=f"the table's metric, one of {list(TABLE_METRICS)} (default: the "
                     "task's first)")
     try:
         results = read_results(location)
-        table = build_table(results, metric)
+        table = build_table(results, metric, by)
     except (FileNotFoundError, ValueError) as err:
         print(f"analysis.tables: {err}", file=sys.stderr)
         return 2
     out.mkdir(parents=True, exist_ok=True)
-    print(write_table(table, out, summarise(results)))
+    print(write_table(table, out, summarise(results, by)))
     print(f"\nwrote {out / 'table.md'} and {out / 'table.csv'}")
     return 0
 

@@ -11,8 +11,9 @@ from rim_rllib.tune.study import (StudySpec, execute_study, exit_on_input_error,
 
 
 def run_and_tabulate(parser: argparse.ArgumentParser, args: argparse.Namespace,
-                     make_spec: Callable[[], StudySpec]) -> tuple[str, str]:
-    """Returns the results' location and the table's Markdown, followed by one line per
+                     make_spec: Callable[[], StudySpec], by=()) -> tuple[str, str]:
+    """Returns the results' location and the table's Markdown (rows also split by the
+    trial config keys ``by``), followed by one line per
     distinct trial error when some trials failed. A spec that cannot be built (Ka > Kt,
     nothing to run) exits with status 2; an unreachable address, unwritable storage or
     missing data with status 1, and so does a study in which no trial finished (with its
@@ -28,6 +29,6 @@ def run_and_tabulate(parser: argparse.ArgumentParser, args: argparse.Namespace,
     if not (results["final"] & results["value"].notna()).any():
         parser.exit(1, f"{parser.prog}: error: no trial of study {spec.name!r} finished\n"
                     + "".join(f"{line}\n" for line in outcome.failures))
-    table = write_table(build_table(results), local_output_dir(outcome.path, spec.name),
-                        summarise(results))
+    table = write_table(build_table(results, by=by),
+                        local_output_dir(outcome.path, spec.name), summarise(results, by))
     return outcome.path, "\n".join([table, *outcome.failures])
