@@ -115,3 +115,13 @@ def test_bad_selection_cures_are_named():
         RIM(3, 8, 5, 2, score_noise_type="normal")
     with pytest.raises(ValueError, match=r"score_dropout must be a probability in \[0, 1\)"):
         RIM(3, 8, 5, 2, score_dropout=1.0)
+
+
+def test_the_progress_table_shows_accuracy_and_collapse_first(mnist_dir):
+    """Tune's progress table shows a result's first four metrics."""
+    from rim_rllib.tune.mnist import MnistTrainable
+    config = dict(data_dir=str(mnist_dir), num_units=4, k=2, hidden_size=8, train_size=7,
+                  eval_sizes=[9], input_key_size=8, input_query_size=8, input_value_size=8,
+                  comm_key_size=8, comm_query_size=8, comm_value_size=8, num_comm_heads=2)
+    result = MnistTrainable(config=config).train()
+    assert list(result)[:4] == ["accuracy", "switch_rate_7", "usage_entropy_7", "train_loss"]

@@ -12,6 +12,8 @@ import torch
 from ray.rllib.core.columns import Columns
 
 from analysis.activations import main as activations_main
+from analysis.tables import build_table
+from rim_rllib.collapse import COLLAPSE_METRICS
 from rim_rllib.rl import RIMActorCriticModule, RIMRecurrentModel, make_minigrid
 from rim_rllib.rl.evaluate import evaluate, load_network, main as evaluate_main
 from rim_rllib.rl.ppo import ppo_config, save_algorithm
@@ -149,6 +151,12 @@ def test_minigrid_study_writes_train_and_transfer_rows(tmp_path, ray_session):
     assert (final["budget_unit"] == "frame").all() and (final["budget"] >= 128).all()
     curves = df[df["metric"] == "train_return"]
     assert set(curves["eval_on"]) == {"MiniGrid-Empty-5x5-v0"}
+    # The RIM's unit collapse in every evaluation environment, after the last iteration.
+    collapse = df[df["final"] & df["metric"].isin(COLLAPSE_METRICS)]
+    assert set(collapse["model"]) == {"rim"} and len(collapse) == 2 * len(COLLAPSE_METRICS)
+    entropy = collapse[collapse["metric"] == "usage_entropy"]["value"]
+    assert ((0 <= entropy) & (entropy <= 1)).all()
+    assert "switch rate" in build_table(df).columns
     files = list((tmp_path / "tiny-minigrid").rglob("activations.parquet"))
     assert len(files) == 1  # the RIM trial
     counts = pd.read_parquet(files[0])

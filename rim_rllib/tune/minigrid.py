@@ -23,6 +23,7 @@ from ray.tune.trainable import trainable as tune_trainable
 from rim_rllib.rl.envs import check_env_id
 from rim_rllib.rl.evaluate import evaluate
 from rim_rllib.rl.ppo import REFERENCE, ppo_config, restore_algorithm, save_algorithm
+from rim_rllib.collapse import COLLAPSE_METRICS, collapse_metrics
 from rim_rllib.tune.activations import count_activations, write_activations
 from rim_rllib.tune.config import flat_config
 
@@ -120,6 +121,9 @@ def _evaluate_all(net, cfg: dict) -> dict:
         for unit, rate in enumerate(result["activation_rate"] or []):
             metrics[f"activation/{env_id}/u{unit}"] = rate
         if result["activation_rate"] is not None:
+            # The episodes' steps as one sequence: an episode boundary counts as a step.
+            collapse = collapse_metrics(torch.from_numpy(result["masks"]).bool()[None])
+            metrics.update({f"{name}/{env_id}": collapse[name] for name in COLLAPSE_METRICS})
             conditions = dict(result["conditions"], all=np.ones(result["frames"], bool))
             counts.append(count_activations(result["masks"], conditions)
                           .assign(eval_on=env_id))

@@ -24,10 +24,12 @@ metric            string    ``accuracy`` (MNIST test accuracy), ``recall_ce``,
                             ``recall_accuracy``, ``sequence_accuracy`` (copying task, on
                             the 10 recall steps), ``return`` (MiniGrid evaluation return,
                             last iteration) or ``train_return`` (MiniGrid return while
-                            training, every iteration); RIMs of the sequence tasks also
-                            ``usage_entropy``, ``switch_rate``, ``distinct_sets``,
-                            ``min_unit_rate``, ``max_unit_rate`` at the training size /
-                            length (unit collapse, see :mod:`rim_rllib.collapse`)
+                            training, every iteration); RIMs also ``usage_entropy``,
+                            ``switch_rate``, ``distinct_sets``, ``min_unit_rate``,
+                            ``max_unit_rate`` (unit collapse, see
+                            :mod:`rim_rllib.collapse`): sequence tasks at the training
+                            size / length every epoch, MiniGrid in every evaluation
+                            environment after the last iteration
 value             float64   the metric's value (null, with metric and eval_on null, for a
                             trial that reported nothing: failed or never started)
 iteration         int32     Tune's training_iteration of the row
@@ -101,7 +103,9 @@ TASKS = {
                                            "sequence_accuracy", *COLLAPSE_METRICS))),
     "minigrid": TaskLayout("memory", lambda cfg: cfg.get("env"), "frames", "frame",
                            ((re.compile(r"^return/(?P<eval>.+)$"), "return"),
-                            (re.compile(r"^(?P<eval>train)_return$"), "train_return"))),
+                            (re.compile(r"^(?P<eval>train)_return$"), "train_return"),
+                            *((re.compile(rf"^{name}/(?P<eval>.+)$"), name)
+                              for name in COLLAPSE_METRICS))),
 }
 
 

@@ -383,13 +383,19 @@ class SequenceTrainable(tune.Trainable):
         start = time.perf_counter()
         last = self.epoch == cfg.get("epochs")
         per_member |= self.evaluate_members(last)
-        metrics = dict(epoch=self.epoch, samples_per_s=members * end / train_seconds,
-                       # From the schedule, not the optimiser: on CUDA its lr is float32.
-                       lr=cfg["lr"] * self.lr_factor(self.lr_scheduler.last_epoch))
+        key = cfg[self.TRAIN_KEY]
+        means = {name: float(np.mean(values)) for name, values in per_member.items()}
+        # Tune's progress table shows the first four metrics of a result: the task metric,
+        # the collapse of the units (RIMs) and the training loss.
+        metrics = {self.METRIC: means[f"{self.METRIC}_{key}"]}
+        metrics |= {name: means[name] for name in (f"switch_rate_{key}", f"usage_entropy_{key}",
+                                                  "train_loss") if name in means}
+        metrics |= dict(epoch=self.epoch, samples_per_s=members * end / train_seconds,
+                        # From the schedule, not the optimiser: on CUDA its lr is float32.
+                        lr=cfg["lr"] * self.lr_factor(self.lr_scheduler.last_epoch))
         for name, values in per_member.items():
-            metrics[name] = float(np.mean(values))
+            metrics[name] = means[name]
             metrics.update({f"m{i}/{name}": v for i, v in enumerate(values)})
-        metrics[self.METRIC] = metrics[f"{self.METRIC}_{cfg[self.TRAIN_KEY]}"]
         metrics["eval_seconds"] = time.perf_counter() - start
         return metrics
 
