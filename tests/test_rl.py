@@ -164,3 +164,29 @@ def test_minigrid_study_writes_train_and_transfer_rows(tmp_path, ray_session):
     assert set(counts["eval_on"]) == {"MiniGrid-Empty-5x5-v0", "MiniGrid-Empty-6x6-v0"}
     assert activations_main([str(tmp_path / "tiny-minigrid")]) == 0
     assert (tmp_path / "tiny-minigrid" / "activations.png").is_file()
+
+
+@pytest.mark.parametrize("stack", ["new", "classic"])
+def test_ppo_has_the_reference_settings_and_no_kl_penalty(stack):
+    config = ppo_config("MiniGrid-Empty-5x5-v0", {"memory": "rim", "k": 3}, stack=stack,
+                        num_env_runners=4)
+    config.validate()
+    assert config.use_kl_loss is False and config.kl_coeff == 0.0
+    assert (config.num_env_runners, config.num_envs_per_env_runner) == (4, 4)
+    assert (config.lr, config.clip_param, config.entropy_coeff) == (1e-4, 0.2, 0.01)
+
+
+def test_env_runner_counts_split_the_environments():
+    from rim_rllib.rl.ppo import default_env_runners
+    assert [default_env_runners(cpus) for cpus in (1, 2, 3, 4, 5, 9, 32)] == [0, 0, 2, 2, 4,
+                                                                                8, 16]
+    with pytest.raises(ValueError, match=r"num_env_runners=3 does not split num_envs=16 "
+                       r"environments evenly; use one of \[0, 1, 2, 4, 8, 16\]"):
+        ppo_config("MiniGrid-Empty-5x5-v0", num_env_runners=3)
+
+
+def test_minigrid_checkpoint_interval_is_checked():
+    from rim_rllib.tune.minigrid import resolve_config
+    assert resolve_config({})["checkpoint_every"] == 10
+    with pytest.raises(ValueError, match=r"config\['checkpoint_every'\] must be a positive"):
+        resolve_config({"checkpoint_every": 0})

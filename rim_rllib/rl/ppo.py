@@ -1,6 +1,7 @@
 """PPO with the reference's settings (16 envs x 128 steps per rollout, 4 epochs, minibatch
 256, lr 1e-4, gamma 0.99, GAE lambda 0.95, clip 0.2, entropy 0.01, value 0.5, max grad
-norm 0.5, truncated BPTT over 32 steps), on either RLlib API stack.
+norm 0.5, truncated BPTT over 32 steps, no KL penalty: RLlib's default adds one, the
+reference's PPO has none), on either RLlib API stack.
 
     from rim_rllib.rl.ppo import ppo_config
     algo = ppo_config("MiniGrid-Empty-5x5-v0", model={"memory": "rim", "k": 3}).build_algo()
@@ -23,11 +24,18 @@ REFERENCE = dict(num_envs=16, rollout_length=128, num_epochs=4, minibatch_size=2
 STACKS = ("new", "classic")
 
 
-def default_env_runners() -> int:
-    """Sample in the driver on a small machine; on a bigger one, one runner per spare CPU
-    (at most the reference's 16 environments)."""
-    cpus = os.cpu_count() or 1
-    return 0 if cpus <= 2 else min(cpus - 1, REFERENCE["num_envs"])
+def valid_env_runners(num_envs: int) -> list[int]:
+    """Env-runner counts that split ``num_envs`` environments evenly (0: sample in the
+    driver)."""
+    return [0] + [n for n in range(1, num_envs + 1) if num_envs % n == 0]
+
+
+def default_env_runners(cpus: int | None = None, num_envs: int = REFERENCE["num_envs"]) -> int:
+    """Sample in the driver with 2 CPUs or fewer; with more, as many runners as spare CPUs
+    allow (one CPU stays with the learner) among the counts that split ``num_envs``.
+    ``cpus``: what the caller may use (default: the machine's)."""
+    cpus = cpus or os.cpu_count() or 1
+    return 0 if cpus <= 2 else max(n for n in valid_env_runners(num_envs) if n <= cpus - 1)
 
 
 def ppo_config(env_id: str, model: dict | None = None, stack: str = "new",
@@ -44,8 +52,13 @@ def ppo_config(env_id: str, model: dict | None = None, stack: str = "new",
         raise ValueError(f"unknown PPO setting(s) {sorted(unknown)}; "
                          f"available: {sorted(REFERENCE)}")
     s = REFERENCE | overrides
-    runners = default_env_runners() if num_env_runners is None else num_env_runners
-    envs_per_runner = max(1, s["num_envs"] // max(runners, 1))
+    runners = (default_env_runners(num_envs=s["num_envs"]) if num_env_runners is None
+               else num_env_runners)
+    if runners not in valid_env_runners(s["num_envs"]):
+        raise ValueError(f"num_env_runners={runners!r} does not split num_envs="
+                         f"{s['num_envs']} environments evenly; use one of "
+                         f"{valid_env_runners(s['num_envs'])}")
+    envs_per_runner = s["num_envs"] // max(runners, 1)
     model = dict(model or {})
     config = (
         PPOConfig()
@@ -56,7 +69,7 @@ def ppo_config(env_id: str, model: dict | None = None, stack: str = "new",
                   clip_param=s["clip_param"], entropy_coeff=s["entropy_coeff"],
                   vf_loss_coeff=s["vf_loss_coeff"], grad_clip=s["grad_clip"],
                   grad_clip_by="global_norm", num_epochs=s["num_epochs"],
-                  minibatch_size=s["minibatch_size"])
+                  minibatch_size=s["minibatch_size"], use_kl_loss=False, kl_coeff=0.0)
         .debugging(seed=seed)
     )
     batch = s["num_envs"] * s["rollout_length"]

@@ -3,10 +3,13 @@ frame budget, then the final policy evaluated, without training, on the training
 environment and each transfer environment.
 
 Each PPO iteration reports ``frames`` and ``train_return`` (RLlib's mean episode return
-while sampling) and saves a checkpoint (the RLlib algorithm). The last report adds
-``return/<env>`` (mean evaluation return) and ``activation/<env>/u<j>`` (unit ``j``'s
-activation rate, RIM only) for every evaluation environment, and a RIM trial writes its
-activation counts by what the agent sees to ``activations.parquet`` in its trial directory.
+while sampling); every ``checkpoint_every`` iterations and after the last one the trial
+saves a checkpoint (the RLlib algorithm). The last report adds ``return/<env>`` (mean
+evaluation return) and, for a RIM, ``activation/<env>/u<j>`` (unit ``j``'s activation
+rate) and the unit-collapse metrics ``<name>/<env>`` for every evaluation environment, and
+a RIM trial writes its activation counts by what the agent sees to ``activations.parquet``
+in its trial directory. With ``num_env_runners=None`` a trial samples with as many env
+runners as its own CPUs allow (:func:`rim_rllib.rl.ppo.default_env_runners`).
 """
 
 import json
@@ -22,7 +25,8 @@ from ray.tune.trainable import trainable as tune_trainable
 
 from rim_rllib.rl.envs import check_env_id
 from rim_rllib.rl.evaluate import evaluate
-from rim_rllib.rl.ppo import REFERENCE, ppo_config, restore_algorithm, save_algorithm
+from rim_rllib.rl.ppo import (REFERENCE, default_env_runners, ppo_config, restore_algorithm,
+                              save_algorithm)
 from rim_rllib.collapse import COLLAPSE_METRICS, collapse_metrics
 from rim_rllib.tune.activations import count_activations, write_activations
 from rim_rllib.tune.config import flat_config
@@ -31,6 +35,7 @@ DEFAULTS = dict(
     env="MiniGrid-Empty-5x5-v0", eval_envs=("MiniGrid-Empty-16x16-v0",), frames=80_000,
     eval_episodes=100, memory="rim", num_units=4, hidden_size=16, k=3, cell="lstm",
     stack="new", seed=0, num_env_runners=None, ppo=None, rim=None, threads=1,
+    checkpoint_every=10,
 )
 FRAMES_FILE = "frames.json"
 
@@ -44,6 +49,10 @@ def resolve_config(config: dict) -> dict:
     cfg = DEFAULTS | config
     for env_id in (cfg["env"], *cfg["eval_envs"]):
         check_env_id(env_id)
+    every = cfg["checkpoint_every"]
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ValueError(f"config['checkpoint_every'] must be a positive int (PPO iterations "
+                         f"between checkpoints; the last one is always saved), got {every!r}")
     if set(cfg["ppo"] or {}) - set(REFERENCE):
         raise ValueError(f"config['ppo'] keys must be among {sorted(REFERENCE)}, "
                          f"got {sorted(cfg['ppo'])}")
@@ -85,24 +94,34 @@ def train_minigrid(config: dict) -> None:
     model = dict(memory=cfg["memory"], num_units=cfg["num_units"],
                  hidden_size=cfg["hidden_size"], k=cfg["k"], cell=cfg["cell"],
                  **(cfg["rim"] or {}))
+    runners = cfg["num_env_runners"]
+    if runners is None:  # as many as the trial's own CPUs allow, not the node's
+        cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)
+        runners = default_env_runners(int(cpus), (cfg["ppo"] or {}).get(
+            "num_envs", REFERENCE["num_envs"]))
     with _algorithm_logs_in(tune.get_context().get_trial_dir()):
-        algo = ppo_config(cfg["env"], model, stack=cfg["stack"],
-                          num_env_runners=cfg["num_env_runners"], seed=cfg["seed"],
-                          **(cfg["ppo"] or {})).build_algo()
+        algo = ppo_config(cfg["env"], model, stack=cfg["stack"], num_env_runners=runners,
+                          seed=cfg["seed"], **(cfg["ppo"] or {})).build_algo()
     frames = 0
     checkpoint = tune.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as directory:
             restore_algorithm(algo, directory)
             frames = json.loads((Path(directory) / FRAMES_FILE).read_text())["frames"]
+    iteration = 0
     try:
         while frames < cfg["frames"]:
+            iteration += 1
             result = algo.train()
             frames = max(frames, _frames(result))
             metrics = dict(frames=frames, train_return=result.get("env_runners", {}).get(
                 "episode_return_mean", float("nan")))
-            if frames >= cfg["frames"]:
+            done = frames >= cfg["frames"]
+            if done:
                 metrics.update(_evaluate_all(_network(algo, cfg["stack"]), cfg))
+            if not (done or iteration % cfg["checkpoint_every"] == 0):
+                tune.report(metrics)
+                continue
             with tempfile.TemporaryDirectory() as directory:
                 save_algorithm(algo, directory)
                 (Path(directory) / FRAMES_FILE).write_text(json.dumps({"frames": frames}))
