@@ -38,6 +38,8 @@ COLLAPSE_COLUMNS = {"switch_rate": "switch rate", "usage_entropy": "usage entrop
 def with_config_keys(results: pd.DataFrame, keys) -> pd.DataFrame:
     """``results`` with a column per trial config key in ``keys``, read from
     ``config_json`` ("–" where a trial's config does not set it)."""
+    if not keys:
+        return results
     results = results.copy()
     configs = [flat_config(json.loads(text)) if isinstance(text, str) else {}
                for text in results["config_json"]]

@@ -24,7 +24,9 @@ def run_and_tabulate(parser: argparse.ArgumentParser, args: argparse.Namespace,
         parser.exit(2, f"{parser.prog}: error: {err}\n")
     outcome = exit_on_input_error(parser.prog, execute_study, spec, address=args.address,
                                   storage=args.storage, resume=args.resume,
-                                  max_concurrent=args.max_concurrent)
+                                  max_concurrent=args.max_concurrent,
+                                  gpus_per_trial=args.gpus_per_trial,
+                                  shared_storage=args.shared_storage)
     results = read_results(outcome.path)
     if not (results["final"] & results["value"].notna()).any():
         parser.exit(1, f"{parser.prog}: error: no trial of study {spec.name!r} finished\n"

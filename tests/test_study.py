@@ -223,6 +223,7 @@ def test_the_paper_preset_packs_the_sweep_on_a_whole_gpu():
         assert paper.base_config["compile"] is True
         seeds = study_spec(task, "paper", pack="seeds")
         assert (seeds.gpus_per_trial, seeds.num_trials) == (0.25, 7)
+    assert study_spec("mnist").gpus_per_trial == 0  # the cpu preset
 
 
 def test_the_cpu_preset_gives_the_lstm_baseline_its_own_lr():

@@ -148,7 +148,7 @@ class SequenceTrainable(tune.Trainable):
         cfg = self.cfg = self.resolve_config(config)
         self.members = pack_members(cfg)
         torch.set_num_threads(cfg["threads"])
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = self.trial_device()
         self.load_data()
         self.num_train = len(self.train_y)
         self.graphed = cfg["cuda_graph"] and self.device.type == "cuda"
@@ -183,6 +183,15 @@ class SequenceTrainable(tune.Trainable):
         torch.manual_seed(self.members[0]["seed"])  # dropout draws
         self.graphed_step = GraphedStep(self.train_step) if self.graphed else None
         self.epoch = 0
+
+    def trial_device(self) -> torch.device:
+        """CUDA when Tune gave this trial a GPU (Ray does not hide the node's GPUs from a
+        trial that asked for none, so availability alone would crowd them onto
+        ``cuda:0``) and CUDA is there; outside Tune, CUDA when available."""
+        resources = self.trial_resources
+        given = (resources.required_resources.get("GPU", 0) > 0 if resources is not None
+                 else True)
+        return torch.device("cuda" if given and torch.cuda.is_available() else "cpu")
 
     # -- what a task provides ----------------------------------------------------------
 

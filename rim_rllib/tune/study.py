@@ -17,7 +17,7 @@ import socket
 import sys
 import tempfile
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -25,7 +25,7 @@ import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
-from rim_rllib.cli import int_at_least
+from rim_rllib.cli import float_at_least, int_at_least
 from rim_rllib.mnist_data import MnistError
 from rim_rllib.tune.results import export_results, is_uri
 
@@ -52,7 +52,7 @@ class StudySpec:
     mode: str = "max"
     asha: bool = False
     cpus_per_trial: float = 1
-    gpus_per_trial: float = 0.25  # used only where the cluster has GPUs
+    gpus_per_trial: float = 0.0  # GPUs a trial asks for (fractions share one)
     max_failures: int = 2
     preflight: Callable[[], object] | None = None  # checks inputs in the driver first
     pack: str = "none"  # models per trial: "none" (one), "seeds", "sweep" (see above)
@@ -62,6 +62,9 @@ class StudySpec:
         if self.pack not in PACKINGS:
             raise ValueError(f"study {self.name!r}: pack must be one of {list(PACKINGS)}, "
                              f"got {self.pack!r}")
+        if self.gpus_per_trial < 0:
+            raise ValueError(f"study {self.name!r}: gpus_per_trial must be >= 0, "
+                             f"got {self.gpus_per_trial!r}")
         if self.max_pack is not None and self.max_pack < 1:
             raise ValueError(f"study {self.name!r}: max_pack must be >= 1 or None, "
                              f"got {self.max_pack!r}")
@@ -122,7 +125,11 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
                              "default: start a local Ray instance")
     parser.add_argument("--storage", default=str(Path("results").resolve()),
                         help="where studies are stored: a local path or a cloud URI "
-                             "(default: ./results)")
+                             "(s3://, gs://, file://); on a multi-node cluster a URI or a "
+                             "path mounted on every node (default: ./results)")
+    parser.add_argument("--shared-storage", action="store_true",
+                        help="--storage is a local path mounted on every node (NFS): allow "
+                             "it on a multi-node cluster")
     parser.add_argument("--name", type=study_name, default=None,
                         help="study name, a folder under --storage (default: from the preset)")
     parser.add_argument("--resume", action="store_true",
@@ -139,15 +146,26 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
                              "preset's)")
     parser.add_argument("--max-concurrent", type=int_at_least(1), default=None,
                         help="trials at once (default: as many as the resources allow)")
+    parser.add_argument("--gpus-per-trial", type=float_at_least(0), default=None,
+                        help="GPUs each trial asks for (fractions share one; a trial "
+                             "given none runs on CPU); default: the preset's (the "
+                             "sequence tasks' paper presets 1, otherwise 0)")
 
 
-def _trial_resources(spec: StudySpec) -> dict:
+def _trial_resources(spec: StudySpec, address: str | None = None) -> dict:
+    """What each trial asks Ray for. On a local instance a trial asks for no more CPUs than
+    the machine has and, without GPUs, for none (it would wait forever); on a cluster
+    (``address``) for the spec's, so that an autoscaler starts the nodes that have them."""
     resources = ray.cluster_resources()
-    # A trial asking for more CPUs than the cluster has would wait forever.
-    cpus = min(spec.cpus_per_trial, resources.get("CPU", spec.cpus_per_trial))
-    if resources.get("GPU", 0) > 0:
-        return {"cpu": cpus, "gpu": spec.gpus_per_trial}
-    return {"cpu": cpus}
+    cpus = spec.cpus_per_trial
+    gpus = spec.gpus_per_trial
+    if address is None:
+        cpus = min(cpus, resources.get("CPU", cpus))
+        if gpus and not resources.get("GPU", 0):
+            print(f"study {spec.name}: this machine has no GPU; trials run on CPU "
+                  f"(asked for {gpus} GPU each)", flush=True)
+            gpus = 0
+    return {"cpu": cpus, "gpu": gpus} if gpus else {"cpu": cpus}
 
 
 def _checkpoint_config(trainable) -> tune.CheckpointConfig:
@@ -160,9 +178,10 @@ def _checkpoint_config(trainable) -> tune.CheckpointConfig:
 
 
 def build_tuner(spec: StudySpec, storage: str, resume: bool = False,
-                max_concurrent: int | None = None) -> tune.Tuner:
-    """The Tuner of a study (a restored one with ``resume``). Ray must be initialised."""
-    resources = _trial_resources(spec)
+                max_concurrent: int | None = None, resources: dict | None = None) -> tune.Tuner:
+    """The Tuner of a study (a restored one with ``resume``), its trials asking for
+    ``resources`` (default: :func:`_trial_resources` locally). Ray must be initialised."""
+    resources = resources or _trial_resources(spec)
     trainable = tune.with_resources(spec.trainable, resources)
     experiment = os.path.join(storage, spec.name)
     if resume:
@@ -224,7 +243,25 @@ def check_storage(storage: str) -> None:
         raise StudyInputError(f"--storage {storage}: not writable ({err})") from err
 
 
-def start_ray(address: str | None, storage: str) -> None:
+def check_shared_storage(storage: str, shared: bool) -> None:
+    """Refuse a local ``storage`` path on a cluster whose trials run on other nodes (more
+    than one node, or a head with no CPUs for trials): Tune checkpoints from every node
+    into storage, and a path on this node is not there."""
+    if is_uri(storage) or shared:
+        return
+    nodes = [node for node in ray.nodes() if node.get("Alive")]
+    here = ray.get_runtime_context().get_node_id()
+    this_node_runs_trials = any(node["NodeID"] == here and node["Resources"].get("CPU", 0)
+                                for node in nodes)
+    if len(nodes) > 1 or not this_node_runs_trials:
+        raise StudyInputError(
+            f"--storage {storage}: a local path, but trials run on other nodes of this "
+            f"cluster ({len(nodes)} node(s)); pass shared or cloud storage (s3://..., "
+            f"gs://..., file:// on a shared mount), or --shared-storage if {storage} is "
+            f"mounted on every node")
+
+
+def start_ray(address: str | None, storage: str, shared_storage: bool = False) -> None:
     """Check ``address`` and ``storage``, then connect to (or start) Ray."""
     check_storage(storage)
     check_address(address)
@@ -233,6 +270,8 @@ def start_ray(address: str | None, storage: str) -> None:
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
         except ConnectionError as err:
             raise StudyInputError(f"--address {address}: {err}") from err
+    if address is not None:
+        check_shared_storage(storage, shared_storage)
 
 
 @dataclass
@@ -244,21 +283,27 @@ class StudyOutcome:
 
 
 def execute_study(spec: StudySpec, address: str | None = None, storage: str = "results",
-                  resume: bool = False, max_concurrent: int | None = None) -> StudyOutcome:
-    """Run (or resume) a study and export its results.
+                  resume: bool = False, max_concurrent: int | None = None,
+                  gpus_per_trial: float | None = None,
+                  shared_storage: bool = False) -> StudyOutcome:
+    """Run (or resume) a study and export its results; ``gpus_per_trial`` overrides the
+    spec's, ``shared_storage`` says that a local ``storage`` path is on every node.
 
     Trials that fail after their retries are exported with their status; they never lose
     the other trials' results. Their errors are summarised in the outcome's ``failures``
     (Tune's full tracebacks stay in each trial's ``error.txt``).
     """
+    if gpus_per_trial is not None:
+        spec = replace(spec, gpus_per_trial=gpus_per_trial)
     if spec.preflight is not None:
         spec.preflight()
-    start_ray(address, storage)
+    start_ray(address, storage, shared_storage)
+    resources = _trial_resources(spec, address)
     print(f"study {spec.name}: {spec.num_models} models ({len(spec.variants)} variants x "
           f"{len(spec.seeds)} seeds) in {spec.num_trials} trials (packing: {spec.pack}), "
-          f"{spec.iterations} iterations each, resources per trial "
-          f"{_trial_resources(spec)}, cluster {ray.cluster_resources()}", flush=True)
-    tuner = build_tuner(spec, storage, resume, max_concurrent)
+          f"{spec.iterations} iterations each, resources per trial {resources}, "
+          f"cluster {ray.cluster_resources()}", flush=True)
+    tuner = build_tuner(spec, storage, resume, max_concurrent, resources)
     results = tuner.fit()
     errors = Counter(_last_line(r.error) for r in results if r.error is not None)
     failures = [f"{n} trial{'s' if n > 1 else ''} failed: {line}"

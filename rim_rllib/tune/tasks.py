@@ -139,7 +139,9 @@ def task_spec(task: str, preset: str, variants: list[dict], seeds=None, name: st
         return StudySpec(name=name, task=task, trainable=trainable,
                          base_config=p["base_config"] | ({"data_dir": data_dir} if mnist else {}),
                          cpus_per_trial=p.get("cpus_per_trial", 1) if own else 1,
-                         gpus_per_trial=p.get("gpus_per_trial", 0.25) if own else 0.25,
+                         # Smaller packs share a GPU four ways.
+                         gpus_per_trial=(p.get("gpus_per_trial", 0) if own
+                                         else min(p.get("gpus_per_trial", 0), 0.25)),
                          variants=variants, seeds=list(seeds or p["seeds"]),
                          iterations=p["iterations"], metric=trainable.METRIC, asha=asha,
                          preflight=partial(check_mnist, data_dir) if mnist else None,
