@@ -33,4 +33,7 @@ def run_and_tabulate(parser: argparse.ArgumentParser, args: argparse.Namespace,
                     + "".join(f"{line}\n" for line in outcome.failures))
     table = write_table(build_table(results, by=by),
                         local_output_dir(outcome.path, spec.name), summarise(results, by))
-    return outcome.path, "\n".join([table, *outcome.failures])
+    stopped = results.loc[results["status"] == "EARLY_STOPPED", "trial_id"].nunique()
+    notes = ([f"{stopped} trial{'s' if stopped > 1 else ''} stopped early by ASHA "
+              "(not in the table: it compares full budgets)"] if stopped else [])
+    return outcome.path, "\n".join([table, *notes, *outcome.failures])

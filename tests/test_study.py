@@ -246,3 +246,18 @@ def test_analysis_tools_refuse_a_missing_study_in_one_line(tool, tmp_path, capsy
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and str(missing) in err
     assert not list(tmp_path.rglob("*.png"))  # nothing written anywhere near it
+
+
+def test_a_trial_stopped_before_its_budget_is_not_final():
+    """ASHA ends the trials it stops as TERMINATED: they are exported as EARLY_STOPPED,
+    with no final rows, so tables average full budgets only."""
+    from rim_rllib.tune.results import trial_rows
+    config = dict(model="rim", num_units=4, k=2, seed=0, train_size=7, epochs=4)
+    progress = pd.DataFrame({"training_iteration": [1, 2], "epoch": [1, 2],
+                             "m0/accuracy_7": [0.2, 0.3]})
+    stopped = trial_rows("s", "mnist", "t0", "TERMINATED", config, progress)
+    assert {r["status"] for r in stopped} == {"EARLY_STOPPED"}
+    assert not any(r["final"] for r in stopped)
+    full = trial_rows("s", "mnist", "t1", "TERMINATED", dict(config, epochs=2), progress)
+    assert {r["status"] for r in full} == {"TERMINATED"}
+    assert [r["final"] for r in full] == [False, True]

@@ -35,10 +35,12 @@ value             float64   the metric's value (null, with metric and eval_on nu
 iteration         int32     Tune's training_iteration of the row
 budget            float64   training spent up to this row, in ``budget_unit``
 budget_unit       string    ``epoch`` or ``frame``
-final             bool      the trial finished (TERMINATED, early-stopped included) and
-                            this is its last reported iteration; tables use these rows
+final             bool      the trial finished its whole budget (TERMINATED) and this is
+                            its last reported iteration; tables use these rows
 wall_time_s       float64   the trial's training time up to this row
-status            string    the trial's Tune status (TERMINATED, ERROR, PENDING, ...)
+status            string    the trial's Tune status (TERMINATED, ERROR, PENDING, ...), or
+                            EARLY_STOPPED for a TERMINATED trial that a scheduler (ASHA)
+                            stopped before its budget
 config_json       string    the trial's full config, JSON
 ================  ========  ==============================================================
 
@@ -85,6 +87,7 @@ class TaskLayout:
     train_on: Callable[[dict], str]      # the training size / environment of a config
     budget_column: str                   # reported column counting the budget spent
     budget_unit: str
+    budget_key: str                      # config key of the full budget, in budget_unit
     # (column pattern, metric): group "member" (absent: member 0) and group "eval"
     metrics: tuple[tuple[re.Pattern, str], ...]
 
@@ -97,11 +100,12 @@ def _member_metrics(names) -> tuple:
 
 TASKS = {
     "mnist": TaskLayout("model", lambda cfg: str(cfg.get("train_size")), "epoch", "epoch",
-                        _member_metrics(("accuracy", *COLLAPSE_METRICS))),
+                        "epochs", _member_metrics(("accuracy", *COLLAPSE_METRICS))),
     "copying": TaskLayout("model", lambda cfg: str(cfg.get("dormant")), "epoch", "epoch",
+                          "epochs",
                           _member_metrics(("recall_ce", "recall_accuracy",
                                            "sequence_accuracy", *COLLAPSE_METRICS))),
-    "minigrid": TaskLayout("memory", lambda cfg: cfg.get("env"), "frames", "frame",
+    "minigrid": TaskLayout("memory", lambda cfg: cfg.get("env"), "frames", "frame", "frames",
                            ((re.compile(r"^return/(?P<eval>.+)$"), "return"),
                             (re.compile(r"^(?P<eval>train)_return$"), "train_return"),
                             *((re.compile(rf"^{name}/(?P<eval>.+)$"), name)
@@ -131,6 +135,15 @@ def trial_rows(study: str, task: str, trial_id: str, status: str, config: dict,
     # A retried trial re-reports iterations after its restore: keep the latest of each.
     progress = progress.drop_duplicates("training_iteration", keep="last")
     last = progress["training_iteration"].max()
+    # A trial that a scheduler (ASHA) stopped before its budget ends TERMINATED too: it is
+    # marked EARLY_STOPPED, and its rows are not final (tables compare full budgets only).
+    full = cfg.get(layout.budget_key)
+    if (status == "TERMINATED" and full is not None
+            and layout.budget_column in progress.columns
+            and float(progress.loc[progress["training_iteration"] == last,
+                                   layout.budget_column].iloc[0]) < float(full)):
+        status = "EARLY_STOPPED"
+        bases = [b | dict(status=status) for b in bases]
     matches = [(column, int(match.groupdict().get("member") or 0), match["eval"], metric)
                for column in progress.columns for pattern, metric in layout.metrics
                if (match := pattern.match(column))]
