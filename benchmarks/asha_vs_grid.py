@@ -30,7 +30,9 @@ def run(name: str, args, asha: bool) -> dict:
     start = time.perf_counter()
     df = read_results(run_study(spec, storage=str(args.storage)))
     wall = time.perf_counter() - start
-    final = df[df["final"] & (df["eval_on"] == df["train_on"])]
+    # Test accuracy at the training size of the trials that ran their whole budget (ASHA
+    # decided on the validation split; the collapse metrics share eval_on).
+    final = df[df["final"] & (df["eval_on"] == df["train_on"]) & (df["metric"] == "accuracy")]
     means = final.groupby(VARIANT_KEYS, dropna=False)["value"].mean()
     best = [value.item() if hasattr(value, "item") else value for value in means.idxmax()]
     epochs = int(df.groupby("trial_id")["iteration"].max().sum())

@@ -213,3 +213,24 @@ def test_balance_loss_weight_trains_the_rims_with_it(mnist_dir):
     assert on["train_loss"] != default["train_loss"]
     with pytest.raises(ValueError, match=r"config\['balance_loss'\] must be a weight >= 0"):
         resolve_config({"balance_loss": -1})
+
+
+def test_a_validation_split_is_held_out_and_evaluated_every_epoch(mnist_dir):
+    trainable = MnistTrainable(config=config(mnist_dir, validation=56, transfer_eval_every=5))
+    result = trainable.train()
+    assert trainable.num_train == 256 - 56 and len(trainable.eval_sets["val"][1]) == 56
+    assert 0 <= result["accuracy_val"] <= 1 and "m0/accuracy_val" in result
+    assert "accuracy_9" not in result  # transfer sizes wait for their epoch
+    # The same held-out images in every trial, whatever its seed.
+    other = MnistTrainable(config=config(mnist_dir, validation=56, seed=3))
+    assert torch.equal(other.eval_sets["val"][0], trainable.eval_sets["val"][0])
+    with pytest.raises(ValueError, match=r"config\['validation'\] must be an int >= 0"):
+        resolve_config({"validation": -1})
+
+
+def test_asha_studies_select_on_the_validation_split():
+    from rim_rllib.tune.tasks import study_spec
+    spec = study_spec("mnist", asha=True)
+    assert spec.metric == "accuracy_val" and spec.base_config["validation"] == 1000
+    assert study_spec("mnist").metric == "accuracy"
+    assert "validation" not in study_spec("mnist").base_config

@@ -3,7 +3,10 @@
 The training loop, packing, lr schedule, compilation and checkpoints are
 :class:`rim_rllib.tune.sequence.SequenceTrainable`'s. With ``train_subset``, the subset of
 training images is drawn once per trial, from its first member's seed: a pack's members
-train on the same images, each in its own order. The training size is evaluated every
+train on the same images, each in its own order. With ``validation=N``, N training images
+(the same for every trial) are held out first and evaluated every epoch as
+``accuracy_val``: what ASHA and any model selection read, so that test accuracy is only
+reported. The training size is evaluated every
 epoch, the other sizes every ``transfer_eval_every`` epochs and after the last one
 (``epochs``, set by the study runner).
 
@@ -24,7 +27,9 @@ from rim_rllib.models import SequenceClassifier
 from rim_rllib.tune.sequence import SequenceTrainable
 
 DEFAULTS = dict(train_size=14, eval_sizes=(16, 19, 24), train_subset=None, eval_subset=None,
-                data_dir=None, transfer_eval_every=1)
+                data_dir=None, transfer_eval_every=1, validation=0)
+#: The seed of the validation split: one split for every trial, so that they compare.
+VALIDATION_SEED = 12345
 
 
 def resolve_config(config: dict) -> dict:
@@ -47,19 +52,31 @@ class MnistTrainable(SequenceTrainable):
     def resolve_config(cls, config: dict) -> dict:
         cfg = super().resolve_config(config)
         cfg["eval_sizes"] = tuple(cfg["eval_sizes"])
+        if isinstance(cfg["validation"], bool) or not isinstance(cfg["validation"], int) \
+                or cfg["validation"] < 0:
+            raise ValueError(f"config['validation'] must be an int >= 0 (training images "
+                             f"held out for model selection), got {cfg['validation']!r}")
         return cfg
 
     def load_data(self) -> None:
         cfg = self.cfg
         directory = find_data_dir(cfg["data_dir"])
         x, y = sequential_mnist(directory, "train", cfg["train_size"])
+        self.eval_sets = {}
+        if cfg["validation"]:
+            if cfg["validation"] >= len(y):
+                raise ValueError(f"config['validation']={cfg['validation']} leaves no "
+                                 f"training images of {len(y)}")
+            order = np.random.default_rng(VALIDATION_SEED).permutation(len(y))
+            held = order[:cfg["validation"]]
+            self.eval_sets["val"] = (torch.from_numpy(x[held]), torch.from_numpy(y[held]))
+            x, y = x[order[cfg["validation"]:]], y[order[cfg["validation"]:]]
         if cfg["train_subset"]:
             first = self.members[0]["seed"]
             keep = np.random.default_rng(first).permutation(len(y))[:cfg["train_subset"]]
             x, y = x[keep], y[keep]
         self.train_x, self.train_y = torch.from_numpy(x), torch.from_numpy(y)
         # The same test images at every size, so the sizes differ only in resolution.
-        self.eval_sets = {}
         for size in (cfg["train_size"], *cfg["eval_sizes"]):
             ex, ey = sequential_mnist(directory, "test", size)
             n = cfg["eval_subset"] or len(ey)

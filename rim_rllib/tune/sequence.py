@@ -199,7 +199,9 @@ class SequenceTrainable(tune.Trainable):
     train_length: int
     train_x: Tensor
     train_y: Tensor
-    eval_sets: dict[int, tuple[Tensor, Tensor]]
+    #: Keyed by the task's size / length (the training one first), and ``"val"`` for a
+    #: validation split held out of the training data (evaluated every epoch).
+    eval_sets: dict[int | str, tuple[Tensor, Tensor]]
 
     def load_data(self) -> None:
         """Load or generate ``train_x``, ``train_y`` and ``eval_sets`` (training value
@@ -257,7 +259,8 @@ class SequenceTrainable(tune.Trainable):
         cfg, metrics = self.cfg, {}
         for key in self.eval_sets:
             train_key = key == cfg[self.TRAIN_KEY]
-            if train_key or last or self.epoch % cfg["transfer_eval_every"] == 0:
+            if (train_key or key == "val" or last
+                    or self.epoch % cfg["transfer_eval_every"] == 0):
                 masks = [] if train_key and cfg["model"] == "rim" else None
                 with torch.no_grad():
                     self.model.eval()

@@ -39,6 +39,9 @@ MNIST_PRESETS = {
                   seeds=[0, 1, 2], iterations=100, pack="sweep", gpus_per_trial=1),
 }
 
+# Training images held out for ASHA's decisions (--asha) with each preset.
+MNIST_VALIDATION = {"cpu": 1000, "paper": 5000}
+
 COPYING_PRESETS = {
     # A dormant phase of 10 (tested at 10, 20, 40, 80: the reference's x4 and more), the
     # MNIST cpu preset's model sizes, 100,000 training sequences per model in batches of
@@ -136,14 +139,19 @@ def task_spec(task: str, preset: str, variants: list[dict], seeds=None, name: st
         mnist = task == "mnist"
         # A preset's per-trial resources are sized for its own packing.
         own = pack == p["pack"]
+        base_config = p["base_config"] | ({"data_dir": data_dir} if mnist else {})
+        metric = trainable.METRIC
+        if asha and mnist:  # ASHA selects on held-out training images, not on the test set
+            base_config |= {"validation": MNIST_VALIDATION[preset]}
+            metric = f"{metric}_val"
         return StudySpec(name=name, task=task, trainable=trainable,
-                         base_config=p["base_config"] | ({"data_dir": data_dir} if mnist else {}),
+                         base_config=base_config,
                          cpus_per_trial=p.get("cpus_per_trial", 1) if own else 1,
                          # Smaller packs share a GPU four ways.
                          gpus_per_trial=(p.get("gpus_per_trial", 0) if own
                                          else min(p.get("gpus_per_trial", 0), 0.25)),
                          variants=variants, seeds=list(seeds or p["seeds"]),
-                         iterations=p["iterations"], metric=trainable.METRIC, asha=asha,
+                         iterations=p["iterations"], metric=metric, asha=asha,
                          preflight=partial(check_mnist, data_dir) if mnist else None,
                          pack=pack, max_pack=max_pack or p.get("max_pack"))
     if pack not in (None, "none"):
