@@ -1,4 +1,5 @@
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -234,3 +235,20 @@ def test_asha_studies_select_on_the_validation_split():
     assert spec.metric == "accuracy_val" and spec.base_config["validation"] == 1000
     assert study_spec("mnist").metric == "accuracy"
     assert "validation" not in study_spec("mnist").base_config
+
+
+def test_a_checkpoint_from_a_gpu_trial_continues_on_cpu(mnist_dir, tmp_path):
+    """A GPU trial's checkpoint holds its CUDA RNG state too; restored where there is no
+    GPU (a retry on another node), it continues as a CPU checkpoint would."""
+    trainable = MnistTrainable(config=config(mnist_dir))
+    trainable.train()
+    checkpoint = trainable.save(str(tmp_path / "ckpt"))
+    expected = trainable.train()
+    state_file = next(Path(checkpoint.checkpoint.path).rglob("state.pt"))
+    state = torch.load(state_file, weights_only=True)
+    state["cuda_rng"] = torch.zeros(16, dtype=torch.uint8)  # as a CUDA trial saves it
+    torch.save(state, state_file)
+    restored = MnistTrainable(config=config(mnist_dir))
+    restored.restore(checkpoint)
+    resumed = restored.train()
+    assert resumed["epoch"] == 2 and resumed["train_loss"] == expected["train_loss"]
