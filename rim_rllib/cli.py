@@ -4,29 +4,25 @@
 import argparse
 
 
+def _at_least(convert, kind: str, low):
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {kind} >= {low}, got {text!r}") from None
+        if not value >= low:
+            raise argparse.ArgumentTypeError(f"must be {kind} >= {low}, got {text}")
+        return value
+    return parse
+
+
 def int_at_least(low: int):
     """An argparse ``type``: an int >= ``low``; anything else is refused with a message
     naming the value."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an int >= {low}, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be an int >= {low}, got {value}")
-        return value
-    return parse
+    return _at_least(int, "an int", low)
 
 
 def float_at_least(low: float):
     """An argparse ``type``: a number >= ``low``; anything else is refused with a message
     naming the value."""
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a number >= {low}, got {text!r}") from None
-        if not value >= low:
-            raise argparse.ArgumentTypeError(f"must be a number >= {low}, got {text}")
-        return value
-    return parse
+    return _at_least(float, "a number", low)

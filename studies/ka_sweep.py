@@ -15,26 +15,14 @@ the spec's table, test on the others). The presets are in rim_rllib/tune/tasks.p
 README.
 """
 
-import argparse
 import sys
 
-from rim_rllib.cli import int_at_least
-from rim_rllib.tune.study import add_study_arguments
-from rim_rllib.tune.tasks import PRESETS, TASKS, study_spec
-from study_cli import run_and_tabulate
+from rim_rllib.tune.tasks import study_spec
+from study_cli import run_and_tabulate, sweep_parser
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--task", choices=TASKS, default="mnist")
-    parser.add_argument("--preset", choices=PRESETS, default="cpu")
-    parser.add_argument("--ka", type=int_at_least(1), nargs="+", default=None,
-                        help="the Ka values (default: 1..Kt)")
-    parser.add_argument("--data-dir", default=None,
-                        help="MNIST IDX files (default: $RIM_DATA_DIR, then the user cache, "
-                             "then download)")
-    add_study_arguments(parser)
+    parser = sweep_parser(__doc__)
     args = parser.parse_args(argv)
     path, table = run_and_tabulate(parser, args, lambda: study_spec(
         args.task, args.preset, ks=args.ka, seeds=args.seeds, name=args.name,

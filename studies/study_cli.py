@@ -6,8 +6,26 @@ from typing import Callable
 
 from analysis.tables import build_table, summarise, write_table
 from rim_rllib.tune.results import read_results
-from rim_rllib.tune.study import (StudySpec, execute_study, exit_on_input_error,
-                                  local_output_dir)
+from rim_rllib.cli import int_at_least
+from rim_rllib.tune.study import (StudySpec, add_study_arguments, execute_study,
+                                  exit_on_input_error, local_output_dir)
+from rim_rllib.tune.tasks import PRESETS, TASKS
+
+
+def sweep_parser(doc: str) -> argparse.ArgumentParser:
+    """The arguments of a Ka sweep script: task, preset, Ka values, MNIST data, and every
+    study argument."""
+    parser = argparse.ArgumentParser(description=doc,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", choices=TASKS, default="mnist")
+    parser.add_argument("--preset", choices=PRESETS, default="cpu")
+    parser.add_argument("--ka", type=int_at_least(1), nargs="+", default=None,
+                        help="the Ka values (default: 1..Kt)")
+    parser.add_argument("--data-dir", default=None,
+                        help="MNIST IDX files (default: $RIM_DATA_DIR, then the user cache, "
+                             "then download)")
+    add_study_arguments(parser)
+    return parser
 
 
 def run_and_tabulate(parser: argparse.ArgumentParser, args: argparse.Namespace,

@@ -44,10 +44,14 @@ def mnist_env(tmp_path, monkeypatch):
     (["--task", "minigrid-empty", "--pack", "seeds"],
      "--pack seeds: MiniGrid trials train one RLlib policy each"),
     (["--pack", "all"], "argument --pack: invalid choice: 'all'"),
+    (["--gpus-per-trial", "-1"], "argument --gpus-per-trial: must be a number >= 0, got -1"),
+    (["--gpus-per-trial", "one"], "argument --gpus-per-trial: must be a number >= 0, "
+                                  "got 'one'"),
 ])
-def test_bad_study_arguments_exit_with_one_line(argv, message, mnist_env, capsys):
+@pytest.mark.parametrize("script", ["ka_sweep", "collapse"])
+def test_bad_study_arguments_exit_with_one_line(script, argv, message, mnist_env, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        load("ka_sweep").main(argv)
+        load(script).main(argv)
     assert exit_info.value.code != 0
     error = capsys.readouterr().err + str(exit_info.value.code)
     assert message in error and "Traceback" not in error
@@ -79,3 +83,16 @@ def test_a_broken_mnist_file_ends_the_study_before_any_trial(tmp_path, monkeypat
     message = str(exit_info.value.code)
     assert ": error: " in message and "train-images-idx3-ubyte.gz: cannot decompress" in message
     assert "\n" not in message and "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--cures", "magic"], "argument --cures: invalid choice: 'magic'"),
+    (["--task", "minigrid-empty", "--cures", "none", "balance"],
+     "--cures balance: only for the sequence tasks ['mnist', 'copying']"),
+])
+def test_bad_cures_exit_with_one_line(argv, message, mnist_env, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        load("collapse").main(argv)
+    assert exit_info.value.code != 0
+    error = capsys.readouterr().err + str(exit_info.value.code)
+    assert message in error and "Traceback" not in error
