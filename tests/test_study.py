@@ -261,3 +261,19 @@ def test_a_trial_stopped_before_its_budget_is_not_final():
     full = trial_rows("s", "mnist", "t1", "TERMINATED", dict(config, epochs=2), progress)
     assert {r["status"] for r in full} == {"TERMINATED"}
     assert [r["final"] for r in full] == [False, True]
+
+
+def test_a_trial_reserves_its_helper_actors_cpus(ray_session):
+    """A trial that starts actors (RLlib env runners) asks for a placement group: its own
+    bundle, then a CPU per actor."""
+    from ray import tune
+
+    from rim_rllib.tune.study import _trial_resources
+    spec = StudySpec(name="s", task="minigrid", trainable=lambda config: None,
+                     base_config={}, variants=[{}], seeds=[0], iterations=1,
+                     metric="train_return", helper_cpus=2)
+    resources = _trial_resources(spec, address="auto")
+    assert isinstance(resources, tune.PlacementGroupFactory)
+    assert resources.bundles == [{"CPU": 1}, {"CPU": 1}, {"CPU": 1}]
+    spec.helper_cpus = 0
+    assert _trial_resources(spec, address="auto") == {"cpu": 1}

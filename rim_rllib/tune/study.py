@@ -53,6 +53,8 @@ class StudySpec:
     asha: bool = False
     cpus_per_trial: float = 1
     gpus_per_trial: float = 0.0  # GPUs a trial asks for (fractions share one)
+    # Actors a trial starts, one CPU each, reserved with it (RLlib env runners).
+    helper_cpus: int = 0
     max_failures: int = 2
     preflight: Callable[[], object] | None = None  # checks inputs in the driver first
     pack: str = "none"  # models per trial: "none" (one), "seeds", "sweep" (see above)
@@ -152,10 +154,12 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
                              "sequence tasks' paper presets 1, otherwise 0)")
 
 
-def _trial_resources(spec: StudySpec, address: str | None = None) -> dict:
+def _trial_resources(spec: StudySpec, address: str | None = None):
     """What each trial asks Ray for. On a local instance a trial asks for no more CPUs than
     the machine has and, without GPUs, for none (it would wait forever); on a cluster
-    (``address``) for the spec's, so that an autoscaler starts the nodes that have them."""
+    (``address``) for the spec's, so that an autoscaler starts the nodes that have them.
+    With ``helper_cpus`` a placement group: the trial's bundle, then one CPU per helper
+    actor (Tune schedules a trial's child actors into its group)."""
     resources = ray.cluster_resources()
     cpus = spec.cpus_per_trial
     gpus = spec.gpus_per_trial
@@ -165,6 +169,9 @@ def _trial_resources(spec: StudySpec, address: str | None = None) -> dict:
             print(f"study {spec.name}: this machine has no GPU; trials run on CPU "
                   f"(asked for {gpus} GPU each)", flush=True)
             gpus = 0
+    if spec.helper_cpus:
+        head = {"CPU": cpus, "GPU": gpus} if gpus else {"CPU": cpus}
+        return tune.PlacementGroupFactory([head] + [{"CPU": 1}] * spec.helper_cpus)
     return {"cpu": cpus, "gpu": gpus} if gpus else {"cpu": cpus}
 
 
@@ -178,7 +185,7 @@ def _checkpoint_config(trainable) -> tune.CheckpointConfig:
 
 
 def build_tuner(spec: StudySpec, storage: str, resume: bool = False,
-                max_concurrent: int | None = None, resources: dict | None = None) -> tune.Tuner:
+                max_concurrent: int | None = None, resources=None) -> tune.Tuner:
     """The Tuner of a study (a restored one with ``resume``), its trials asking for
     ``resources`` (default: :func:`_trial_resources` locally). Ray must be initialised."""
     resources = resources or _trial_resources(spec)
@@ -189,7 +196,9 @@ def build_tuner(spec: StudySpec, storage: str, resume: bool = False,
             raise StudyInputError(f"--resume: no study to resume at {experiment}")
         return tune.Tuner.restore(experiment, trainable, resume_errored=True)
     variants, seeds = spec.trial_grid()
-    param_space = dict(spec.base_config, threads=max(1, int(resources["cpu"])),
+    cpus = (resources.head_cpus if isinstance(resources, tune.PlacementGroupFactory)
+            else resources["cpu"])
+    param_space = dict(spec.base_config, threads=max(1, int(cpus)),
                        epochs=spec.iterations,
                        variant=tune.grid_search(variants), seed=tune.grid_search(seeds))
     scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=spec.iterations,

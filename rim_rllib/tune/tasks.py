@@ -79,6 +79,8 @@ MINIGRID_TASKS = {
 }
 MINIGRID_PRESETS = {
     # The reference's frames; 20 evaluation episodes per environment and 2 seeds.
+    # Trials sample in their own process (num_env_runners=0); a preset that sets
+    # num_env_runners reserves a CPU per runner in each trial's placement group.
     "cpu": dict(frame_scale=1.0, eval_episodes=20, seeds=[0, 1]),
     "paper": dict(frame_scale=1.0, eval_episodes=100, seeds=[0, 1, 2]),
 }
@@ -160,8 +162,10 @@ def task_spec(task: str, preset: str, variants: list[dict], seeds=None, name: st
     p, t = MINIGRID_PRESETS[preset], MINIGRID_TASKS[task]
     frames = int(t["frames"] * p["frame_scale"])
     batch = REFERENCE["num_envs"] * REFERENCE["rollout_length"]
-    return StudySpec(name=name, task="minigrid", trainable=train_minigrid,
+    runners = p.get("num_env_runners", 0)
+    return StudySpec(name=name, task="minigrid", trainable=train_minigrid, helper_cpus=runners,
                      base_config=dict(env=t["env"], eval_envs=t["eval_envs"], frames=frames,
-                                      eval_episodes=p["eval_episodes"], num_env_runners=0),
+                                      eval_episodes=p["eval_episodes"],
+                                      num_env_runners=runners),
                      variants=variants, seeds=list(seeds or p["seeds"]),
                      iterations=math.ceil(frames / batch), metric="train_return", asha=asha)
