@@ -125,3 +125,22 @@ def test_the_progress_table_shows_accuracy_and_collapse_first(mnist_dir):
                   comm_key_size=8, comm_query_size=8, comm_value_size=8, num_comm_heads=2)
     result = MnistTrainable(config=config).train()
     assert list(result)[:4] == ["accuracy", "switch_rate_7", "usage_entropy_7", "train_loss"]
+
+
+@pytest.mark.parametrize("zeroed, decides", [("weight", "bias"), ("bias", "state")])
+def test_the_score_split_finds_what_ranks_the_units(zeroed, decides):
+    """With the query maps' weights at zero the bias part alone is the score, and with
+    their biases at zero the state part is: each then predicts every step's active set."""
+    from analysis.selection import score_parts, top_set_agreement
+    from rim_rllib import pack
+    from rim_rllib.models import SequenceClassifier
+    torch.manual_seed(0)
+    model = pack([SequenceClassifier("rim", 1, 10, 8, 4, k=k, input_dropout=0.0,
+                                     comm_dropout=0.0) for k in (1, 2)]).eval()
+    with torch.no_grad():
+        getattr(model.memory.cells[0].query, zeroed).zero_()
+        mask, bias_part, state_part = score_parts(
+            model, torch.randint(0, 2, (5, 30, 1)).float())
+    part = bias_part if decides == "bias" else state_part
+    for member, k in enumerate((1, 2)):
+        assert top_set_agreement(mask[member][:, 1:], part[member][:, 1:], k) == 1.0
