@@ -71,6 +71,17 @@ def test_analysis_commands_on_the_study(study, capsys):
     assert plots_main([str(storage / "tiny")]) == 0
     for name in ("transfer.png", "learning_curves.png"):
         assert (storage / "tiny" / name).stat().st_size > 5000
+    # Rows split by a trial config key; what the selection diagnosis says of the RIM.
+    assert tables_main([str(storage / "tiny"), "--by", "batch_size", "init"]) == 0
+    printed = capsys.readouterr().out
+    assert "| batch_size   | init   |" in printed and "| 64           | –      |" in printed
+    assert tables_main([str(storage / "tiny"), "--by", "Ka"]) == 2
+    assert "--by Ka: already a results column" in capsys.readouterr().err
+    from analysis.selection import main as selection_main
+    assert selection_main([str(storage / "tiny")]) == 0
+    selection = pd.read_csv(storage / "tiny" / "selection.csv")
+    assert list(selection["Ka"]) == [2]  # Ka=4 of Kt=4 has no selection to explain
+    assert selection[["bias_decides", "state_decides"]].stack().between(0, 1).all()
 
 
 def hand_made_results():
