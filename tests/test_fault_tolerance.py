@@ -80,7 +80,7 @@ def _study_cli():
 def _tabulate(study_spec, storage):
     parser = argparse.ArgumentParser(prog="study")
     args = argparse.Namespace(address=None, storage=str(storage), resume=False,
-                              max_concurrent=None)
+                              max_concurrent=None, gpus_per_trial=None, shared_storage=False)
     return _study_cli().run_and_tabulate(parser, args, lambda: study_spec)
 
 

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from ray.cluster_utils import Cluster
 
 from rim_rllib.tune.results import read_results
 
@@ -34,19 +33,34 @@ print("RESULTS", outcome.path, outcome.failures)
 """
 
 
+# Its own process: ray.cluster_utils.Cluster resets the Ray client state of the process it
+# runs in, which would cut this test process off the Ray session other tests share.
+CLUSTER = """
+import sys
+from ray.cluster_utils import Cluster
+cluster = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 0})
+cluster.add_node(num_cpus=2)
+cluster.add_node(num_cpus=2, num_gpus=1)
+cluster.wait_for_nodes()
+print(cluster.address, flush=True)
+sys.stdin.read()  # until the test closes it
+cluster.shutdown()
+"""
+
+
 @pytest.fixture(scope="module")
 def cluster():
-    cluster = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 0})
-    cluster.add_node(num_cpus=2)
-    cluster.add_node(num_cpus=2, num_gpus=1)
-    cluster.wait_for_nodes()
-    yield cluster
-    cluster.shutdown()
+    process = subprocess.Popen([sys.executable, "-c", CLUSTER], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    address = process.stdout.readline().strip()
+    assert address, "the cluster did not start"
+    yield address
+    process.stdin.close()
+    process.wait(timeout=120)
 
 
-def run(cluster, **args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", STUDY,
-                           json.dumps(dict(args, address=cluster.address))],
+def run(address: str, **args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", STUDY, json.dumps(dict(args, address=address))],
                           capture_output=True, text=True, cwd=ROOT, timeout=600)
 
 
