@@ -15,6 +15,7 @@ input and state: collapse. Writes ``selection.csv`` next to the results.
 """
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -26,7 +27,7 @@ from rim_rllib.atomic import atomic_write
 from rim_rllib.mnist_data import find_data_dir, sequential_mnist
 from rim_rllib.models import SequenceClassifier
 from rim_rllib.packing import pack
-from rim_rllib.tune.config import pack_members
+from rim_rllib.tune.config import flat_config, pack_members
 from rim_rllib.tune.sequence import RIM_KWARGS
 
 
@@ -54,9 +55,16 @@ def top_set_agreement(mask: torch.Tensor, part: torch.Tensor, k: int) -> float:
     return float((top == mask).all(-1).float().mean())
 
 
+@functools.cache
+def test_inputs(data_dir: str | None, size: int, sequences: int) -> torch.Tensor:
+    """The first ``sequences`` test images at ``size`` as model input :math:`(N, T, 1)`,
+    read once for all the trials that share them."""
+    images, _ = sequential_mnist(find_data_dir(data_dir), "test", size)
+    return torch.from_numpy(images[:sequences]).float().unsqueeze(-1)
+
+
 def member_rows(trial_dir: Path, sequences: int) -> list[dict]:
-    config = json.loads((trial_dir / "params.json").read_text())
-    flat = dict(config, **config.get("variant", {}))
+    flat = flat_config(json.loads((trial_dir / "params.json").read_text()))
     if flat.get("model", "rim") != "rim" or "train_size" not in flat:
         return []
     checkpoint = max(trial_dir.glob("checkpoint_*"), key=lambda p: p.name, default=None)
@@ -70,9 +78,7 @@ def member_rows(trial_dir: Path, sequences: int) -> list[dict]:
     state = torch.load(checkpoint / "state.pt", map_location="cpu", weights_only=True)
     model.load_state_dict(state["model"])
     model.eval()
-    images, _ = sequential_mnist(find_data_dir(flat.get("data_dir")), "test",
-                                 flat["train_size"])
-    x = torch.from_numpy(images[:sequences]).float().unsqueeze(-1)
+    x = test_inputs(flat.get("data_dir"), flat["train_size"], sequences)
     with torch.no_grad():
         mask, bias_part, state_part = score_parts(model, x)
     rows = []

@@ -85,11 +85,13 @@ def eval_order(value: str) -> tuple:
                  for part in re.split(r"(\d+)", value))
 
 
-def build_table(results: pd.DataFrame, metric: str | None = None, by=()) -> pd.DataFrame:
+def build_table(results: pd.DataFrame, metric: str | None = None, by=(),
+                summary: pd.DataFrame | None = None) -> pd.DataFrame:
     """The wide table of ``metric`` (default: the first of :data:`TABLE_METRICS` in the
     results): one row per model (and value of the config keys ``by``), one column per
-    evaluation, 'mean ± ci' strings."""
-    summary = summarise(results, by)
+    evaluation, 'mean ± ci' strings. ``summary``: :func:`summarise` of the results with
+    ``by``, when the caller has it already."""
+    summary = summarise(results, by) if summary is None else summary
     metric = pick_metric(summary, metric)
     collapse = summary[summary["metric"].isin(COLLAPSE_COLUMNS)
                        & (summary["eval_on"] == summary["train_on"])].copy()
@@ -140,12 +142,13 @@ def main(argv=None) -> int:
                     "task's first)")
     try:
         results = read_results(location)
-        table = build_table(results, metric, by)
+        summary = summarise(results, by)
+        table = build_table(results, metric, by, summary)
     except (FileNotFoundError, ValueError) as err:
         print(f"analysis.tables: {err}", file=sys.stderr)
         return 2
     out.mkdir(parents=True, exist_ok=True)
-    print(write_table(table, out, summarise(results, by)))
+    print(write_table(table, out, summary))
     print(f"\nwrote {out / 'table.md'} and {out / 'table.csv'}")
     return 0
 

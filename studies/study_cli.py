@@ -49,8 +49,9 @@ def run_and_tabulate(parser: argparse.ArgumentParser, args: argparse.Namespace,
     if not (results["final"] & results["value"].notna()).any():
         parser.exit(1, f"{parser.prog}: error: no trial of study {spec.name!r} finished\n"
                     + "".join(f"{line}\n" for line in outcome.failures))
-    table = write_table(build_table(results, by=by),
-                        local_output_dir(outcome.path, spec.name), summarise(results, by))
+    summary = summarise(results, by)
+    table = write_table(build_table(results, by=by, summary=summary),
+                        local_output_dir(outcome.path, spec.name), summary)
     stopped = results.loc[results["status"] == "EARLY_STOPPED", "trial_id"].nunique()
     notes = ([f"{stopped} trial{'s' if stopped > 1 else ''} stopped early by ASHA "
               "(not in the table: it compares full budgets)"] if stopped else [])

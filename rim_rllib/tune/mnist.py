@@ -24,7 +24,7 @@ from torch import Tensor
 
 from rim_rllib.mnist_data import find_data_dir, sequential_mnist
 from rim_rllib.models import SequenceClassifier
-from rim_rllib.tune.sequence import SequenceTrainable
+from rim_rllib.tune.sequence import SequenceTrainable, is_int
 
 DEFAULTS = dict(train_size=14, eval_sizes=(16, 19, 24), train_subset=None, eval_subset=None,
                 data_dir=None, transfer_eval_every=1, validation=0)
@@ -52,8 +52,7 @@ class MnistTrainable(SequenceTrainable):
     def resolve_config(cls, config: dict) -> dict:
         cfg = super().resolve_config(config)
         cfg["eval_sizes"] = tuple(cfg["eval_sizes"])
-        if isinstance(cfg["validation"], bool) or not isinstance(cfg["validation"], int) \
-                or cfg["validation"] < 0:
+        if not is_int(cfg["validation"], 0):
             raise ValueError(f"config['validation'] must be an int >= 0 (training images "
                              f"held out for model selection), got {cfg['validation']!r}")
         return cfg
