@@ -8,8 +8,8 @@ from rim_rllib.group import GroupGRUCell, GroupLinear, GroupLSTMCell
 import rim_rllib.actor_critic  # noqa: F401  (these register their task networks with pack)
 import rim_rllib.models  # noqa: F401
 from rim_rllib.packing import PackedRIM, pack
-from rim_rllib.rim import RIM, RIMCell, compile_steps
+from rim_rllib.rim import RIM, RIMCell, compile_steps, set_dense_fraction_
 
 __all__ = ["GroupLinear", "GroupLSTMCell", "GroupGRUCell", "RIMCell", "RIM", "PackedRIM",
-           "pack", "compile_steps"]
+           "pack", "compile_steps", "set_dense_fraction_"]
 __version__ = "0.1.0"

@@ -195,6 +195,23 @@ def compile_steps(module: nn.Module, **options) -> nn.Module:
     return module
 
 
+def set_dense_fraction_(module: nn.Module, fraction: float) -> nn.Module:
+    """Dense-to-sparse training of every RIM recurrence in ``module``: in training mode
+    each member (of ``k`` active units out of ``num_units``) activates
+    ``round(k + (num_units - k) * fraction)`` units per step; evaluation always uses ``k``.
+    A training loop that lowers ``fraction`` from 1 to 0 over its first steps lets every
+    unit learn before the top-``k`` competition starts (without it a unit that loses the
+    first rankings gets no gradient to win later: unit collapse, worst at small ``k``).
+    Not for CUDA-graphed steps (the counts are fixed at capture). Returns ``module``."""
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) \
+            or not 0 <= fraction <= 1:
+        raise ValueError(f"fraction must be a number in [0, 1], got {fraction!r}")
+    for sub in module.modules():
+        if isinstance(sub, RIMScan):
+            sub.dense_fraction = float(fraction)
+    return module
+
+
 class RIMScan(nn.Module):
     """The RIM recurrence over ``M`` models at once (``M = 1`` for :class:`RIMCell`).
 
@@ -216,7 +233,10 @@ class RIMScan(nn.Module):
     score_dropout: float = 0.0
     #: The last forward's :func:`load_balance_loss`, :math:`(M,)`, when :attr:`balance_loss`.
     aux_loss: Tensor | None = None
-    #: ``((ks, device, dtype), rank keep)`` of the last :meth:`_rank_keep`.
+    #: In training, how far each member's number of active units is raised from its ``k``
+    #: towards ``num_units`` (0: ``k``, 1: every unit); set by :func:`set_dense_fraction_`.
+    dense_fraction: float = 0.0
+    #: ``((ks, width, device, dtype), rank keep)`` of the last :meth:`_rank_keep`.
     _rank_keep_cache: tuple = (None, None)
 
     def _input_maps(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -262,13 +282,19 @@ class RIMScan(nn.Module):
         member is active. One top-k at the largest k and this rank mask give every member
         its own ``k`` without a per-member ``topk``."""
         ks = self._member_ks()
-        if min(ks) == self.num_units:
+        # While annealing, the ranking keeps all num_units places, so that the counts can
+        # change every step without a new shape (and a recompiled step).
+        annealing = self.training and self.dense_fraction > 0
+        if annealing:
+            ks = tuple(round(k + (self.num_units - k) * self.dense_fraction) for k in ks)
+        elif min(ks) == self.num_units:
             return None
+        width = self.num_units if annealing else max(ks)
         # Made once per set of k and kept: a copy from the host waits for the device, which
         # a CUDA graph capture forbids, and this runs in every captured step.
-        key = (ks, like.device, like.dtype)
+        key = (ks, width, like.device, like.dtype)
         if self._rank_keep_cache[0] != key:
-            ranks = torch.arange(max(ks)).unsqueeze(0)
+            ranks = torch.arange(width).unsqueeze(0)
             keep = (ranks < torch.tensor(ks).unsqueeze(1)).to(like.device, like.dtype)
             self._rank_keep_cache = (key, keep)
         return self._rank_keep_cache[1].unsqueeze(-1).expand(-1, -1, batch)

@@ -117,6 +117,54 @@ def test_bad_selection_cures_are_named():
         RIM(3, 8, 5, 2, score_dropout=1.0)
 
 
+def test_dense_to_sparse_training_raises_the_active_units_in_training_only():
+    """Each member activates round(k + (Kt - k) * fraction) units per training step and
+    its own k in eval; at fraction 0 the RIM is the plain one, bit for bit."""
+    from rim_rllib import RIM, pack
+    from rim_rllib.rim import set_dense_fraction_
+    kwargs = dict(input_dropout=0.0, comm_dropout=0.0)
+    torch.manual_seed(0)
+    members = [RIM(3, 8, 6, k, **kwargs) for k in (1, 3)]
+    packed = pack(members)
+    x = torch.randn(10, 4, 3)
+    plain_out, _, plain_mask = packed(x, return_mask=True)
+    for fraction, counts in ((1.0, (6, 6)), (0.5, (4, 4)), (0.2, (2, 4)), (0.0, (1, 3))):
+        set_dense_fraction_(packed, fraction)
+        mask = packed(x, return_mask=True)[2]                       # (M, T, B, L, Kt)
+        assert [set(m.sum(-1).unique().tolist()) for m in mask] == [{c} for c in counts]
+    set_dense_fraction_(packed, 1.0).eval()
+    assert [set(m.sum(-1).unique().tolist()) for m in packed(x, return_mask=True)[2]] \
+        == [{1}, {3}]
+    set_dense_fraction_(packed.train(), 0.0)
+    out, _, mask = packed(x, return_mask=True)
+    assert torch.equal(out, plain_out) and torch.equal(mask, plain_mask)
+    with pytest.raises(ValueError, match=r"fraction must be a number in \[0, 1\], got 1.5"):
+        set_dense_fraction_(packed, 1.5)
+
+
+def test_k_anneal_trains_dense_to_sparse_and_ends_at_ka(mnist_dir):
+    from rim_rllib.tune.mnist import MnistTrainable
+    config = dict(data_dir=str(mnist_dir), num_units=4, k=[1, 2], hidden_size=8,
+                  train_size=7, eval_sizes=[9], train_subset=64, batch_size=16, epochs=2,
+                  k_anneal=0.5, input_key_size=8, input_query_size=8, input_value_size=8,
+                  comm_key_size=8, comm_query_size=8, comm_value_size=8)
+    trainable = MnistTrainable(config=config)
+    fractions = []
+    real_step = trainable._train_batch
+
+    def recording(x, y):
+        fractions.append(trainable.model.memory.cells[0].dense_fraction)
+        return real_step(x, y)
+
+    trainable._train_batch = recording
+    trainable.train()
+    trainable.train()
+    assert fractions == [1.0, 0.75, 0.5, 0.25, 0.0, 0.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match=r"config\['k_anneal'\] must be the fraction of "
+                       r"training steps in \[0, 1\].*got 2"):
+        MnistTrainable.resolve_config(config | {"k_anneal": 2})
+
+
 def test_the_progress_table_shows_accuracy_and_collapse_first(mnist_dir):
     """Tune's progress table shows a result's first four metrics."""
     from rim_rllib.tune.mnist import MnistTrainable

@@ -9,6 +9,9 @@ load-balancing loss (:func:`rim_rllib.rim.load_balance_loss`, a cure for unit co
 its training loss and reports its mean as ``train_balance_loss``. ``init="chrono"`` gives
 every LSTM (RIM units and the baseline) the chrono initialisation
 (:func:`rim_rllib.init.chrono_init_`) for the task's training length;
+``k_anneal=f`` trains each RIM dense-to-sparse: its active units fall linearly from all
+``Kt`` to its ``Ka`` over the first ``f`` of the training steps
+(:func:`rim_rllib.rim.set_dense_fraction_`; evaluation always uses ``Ka``).
 ``lr_schedule="cosine"`` decays ``lr`` to 0 over the ``epochs`` after a linear rise over the
 first ``warmup`` fraction of steps; ``compile=True`` runs the RIM step through
 ``torch.compile`` (:func:`rim_rllib.compile_steps`; compiled once per process and batch
@@ -45,7 +48,7 @@ from rim_rllib.collapse import COLLAPSE_METRICS, collapse_metrics
 from rim_rllib.cuda_graph import GraphedStep, capturable_adam
 from rim_rllib.init import chrono_init_
 from rim_rllib.packing import optimise_members_, pack
-from rim_rllib.rim import compile_steps
+from rim_rllib.rim import compile_steps, set_dense_fraction_
 from rim_rllib.tune.activations import count_activations, write_activations
 from rim_rllib.tune.config import as_list, flat_config, pack_members
 
@@ -56,7 +59,7 @@ RIM_KWARGS = ("input_key_size", "input_value_size", "input_query_size", "num_inp
 COMMON_DEFAULTS = dict(
     model="rim", cell="lstm", num_units=6, k=4, hidden_size=100, lr=1e-3, batch_size=64,
     eval_batch_size=500, seed=0, threads=1, grad_clip=1.0, init="default", compile=False,
-    lr_schedule="constant", warmup=0.0, cuda_graph=True, balance_loss=0.0,
+    lr_schedule="constant", warmup=0.0, cuda_graph=True, balance_loss=0.0, k_anneal=0.0,
 )
 #: On CUDA, batches between reads of the device-side non-finite-loss flag (each read waits
 #: for the GPU); on CPU every batch is checked.
@@ -135,6 +138,11 @@ class SequenceTrainable(tune.Trainable):
         if cfg["lr_schedule"] == "cosine" and not is_int(cfg.get("epochs"), 1):
             raise ValueError("config['lr_schedule']='cosine' decays over config['epochs'] "
                              f"(set by the study runner), got epochs={cfg.get('epochs')!r}")
+        if (isinstance(cfg["k_anneal"], bool) or not isinstance(cfg["k_anneal"], (int, float))
+                or not 0 <= cfg["k_anneal"] <= 1):
+            raise ValueError(f"config['k_anneal'] must be the fraction of training steps in "
+                             f"[0, 1] over which the RIMs' active units fall from all to Ka "
+                             f"(0: Ka from the start), got {cfg['k_anneal']!r}")
         if (isinstance(cfg["warmup"], bool) or not isinstance(cfg["warmup"], (int, float))
                 or not 0 <= cfg["warmup"] < 1):
             raise ValueError(f"config['warmup'] must be the fraction of training steps in "
@@ -152,6 +160,10 @@ class SequenceTrainable(tune.Trainable):
         self.load_data()
         self.num_train = len(self.train_y)
         self.graphed = cfg["cuda_graph"] and self.device.type == "cuda"
+        if self.graphed and cfg["k_anneal"] and cfg["model"] == "rim":
+            warnings.warn("config['k_anneal'] changes the number of active units every step, "
+                          "which a CUDA graph cannot replay: this trial trains without one")
+            self.graphed = False
         if self.graphed and self.num_train < cfg["batch_size"]:
             raise ValueError(f"config['batch_size']={cfg['batch_size']} is larger than the "
                              f"{self.num_train} training sequences; a CUDA-graphed step "
@@ -177,6 +189,7 @@ class SequenceTrainable(tune.Trainable):
         batches = (self.num_train // cfg["batch_size"] if self.graphed
                    else math.ceil(self.num_train / cfg["batch_size"]))
         steps = batches * cfg.get("epochs", 1)
+        self.anneal_steps = cfg["k_anneal"] * steps if cfg["model"] == "rim" else 0
         self.lr_factor = partial(lr_factor, schedule=cfg["lr_schedule"], total=steps,
                                  warmup=round(cfg["warmup"] * steps))
         self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_factor)
@@ -371,6 +384,9 @@ class SequenceTrainable(tune.Trainable):
         checked = 0
         start = time.perf_counter()
         for batch, first in enumerate(range(0, end, batch_size)):
+            if self.anneal_steps:  # from the schedule's step count, so restores resume it
+                done = self.lr_scheduler.last_epoch / self.anneal_steps
+                set_dense_fraction_(self.model, max(0.0, 1.0 - done))
             idx = orders[:, first:first + batch_size]
             losses, right, balance = self._train_batch(self.inputs(self.train_x[idx]),
                                                        self.train_y[idx])
