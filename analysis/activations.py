@@ -80,12 +80,18 @@ def plot_positions(counts: pd.DataFrame, path: Path) -> None:
         image = np.full(size * size, np.nan)
         image[cell["value"].to_numpy()] = cell["rate"].to_numpy()
         ax = axes[i, j]
-        ax.imshow(image.reshape(size, size), vmin=0, vmax=1, cmap="viridis")
+        shown = ax.imshow(image.reshape(size, size), vmin=0, vmax=1, cmap="viridis")
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_title(f"Ka={ka} u{unit}", fontsize=8)
-    fig.suptitle("activation rate by the pixel being read")
+        ax.set_title(f"Ka={ka} unit {unit}", fontsize=8)
+        if i == len(kas) - 1:
+            ax.set_xlabel("pixel column", fontsize=7)
+        if j == 0:
+            ax.set_ylabel("pixel row", fontsize=7)
+    fig.suptitle(f"Each unit's activation rate by the pixel being read ({size}x{size} "
+                 "images, read row by row)", fontsize=9)
     fig.tight_layout()
+    fig.colorbar(shown, ax=axes, shrink=0.8, label="activation rate")
     fig.savefig(path, dpi=100)
     plt.close(fig)
 

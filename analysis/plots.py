@@ -5,7 +5,9 @@
 Draws ``transfer.png``, bars of the final metric per evaluation (image size or
 environment) and model / Ka (mean over seeds, 95% CI whiskers), and
 ``learning_curves.png``, the metric at the training size or environment against the
-training budget, one line per model / Ka with a 95% CI band.
+training budget, one line per model / Ka with a 95% CI band. Values are in the tables'
+units (accuracies in %); intervals are clipped to the metric's range; a model with one
+seed is drawn without an interval, and the title says how many seeds each model has.
 """
 
 import sys
@@ -17,15 +19,26 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from analysis.cli import results_arguments  # noqa: E402
-from analysis.tables import eval_order, pick_metric, summarise  # noqa: E402
+from analysis.tables import display_scale, eval_order, pick_metric, summarise  # noqa: E402
 from rim_rllib.stats import ci95_halfwidth  # noqa: E402
 from rim_rllib.tune.results import read_results  # noqa: E402
 
 
 # Metrics measured during training at the training size / environment.
 CURVE_METRICS = ("accuracy", "train_return", "recall_accuracy")
+METRIC_LABELS = {
+    "accuracy": "test accuracy (%)", "recall_accuracy": "recalled symbols right (%)",
+    "sequence_accuracy": "sequences all right (%)",
+    "recall_ce": "recall cross-entropy (nats; lower is better)",
+    "return": "mean episode return", "train_return": "mean episode return in training",
+}
+# The values a metric can take, in display units (None: unbounded).
+METRIC_RANGES = {"accuracy": (0, 100), "recall_accuracy": (0, 100),
+                 "sequence_accuracy": (0, 100), "recall_ce": (0, None),
+                 "return": (0, 1), "train_return": (0, 1)}
 
 
 def _label(row) -> str:
@@ -39,26 +52,50 @@ def _ci(values: pd.Series) -> float:
     return float(np.nan_to_num(ci95_halfwidth(values.std(), values.count())))
 
 
+def _clipped(metric: str, mean, half) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper interval ends of ``mean ± half`` within the metric's range."""
+    low, high = METRIC_RANGES.get(metric, (None, None))
+    mean, half = np.asarray(mean, float), np.nan_to_num(np.asarray(half, float))
+    return (np.maximum(mean - half, low) if low is not None else mean - half,
+            np.minimum(mean + half, high) if high is not None else mean + half)
+
+
+def _title(results: pd.DataFrame, seeds: pd.Series) -> str:
+    """Study, task and seeds per model ("1 seed: no intervals" when so)."""
+    low, high = int(seeds.min()), int(seeds.max())
+    counted = f"{low}" if low == high else f"{low}-{high}"
+    note = "; one seed: no interval" if low == 1 else ""
+    study = results["study"].iloc[0] if "study" in results else ""
+    return (f"{study} ({results['task'].iloc[0]}): mean of {counted} "
+            f"seed{'s' if high > 1 else ''} per model, 95% CI{note}")
+
+
 def plot_transfer(results: pd.DataFrame, path: Path) -> None:
     """Grouped bars: the final metric per evaluation size/environment, one bar per model
     / Ka (mean over seeds, 95% CI whiskers); the training one is starred."""
     summary = summarise(results)
-    summary = summary[summary["metric"] == pick_metric(summary)].copy()
+    metric = pick_metric(summary)
+    summary = summary[summary["metric"] == metric].copy()
     summary["label"] = summary.apply(_label, axis=1)
+    scale = display_scale(metric)
     trained = set(summary["train_on"])
     evals = sorted(summary["eval_on"].unique(), key=lambda e: (e not in trained, eval_order(e)))
     labels = sorted(summary["label"].unique())
     width = 0.8 / len(labels)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(evals) + 2), 4.5))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(evals) + 2), 4.8))
     for i, label in enumerate(labels):
         group = summary[summary["label"] == label].set_index("eval_on").reindex(evals)
+        mean = group["mean"].to_numpy() * scale
+        low, high = _clipped(metric, mean, group["ci95"].to_numpy() * scale)
         x = np.arange(len(evals)) + (i - (len(labels) - 1) / 2) * width
-        ax.bar(x, group["mean"], width, yerr=group["ci95"].fillna(0), capsize=2,
+        ax.bar(x, mean, width, yerr=np.nan_to_num([mean - low, high - mean]), capsize=2,
                label=label)
     names = [f"{e}*" if e in trained else e for e in evals]
     ax.set_xticks(range(len(evals)), [n.replace("MiniGrid-", "") for n in names])
     ax.set_xlabel("evaluated on (* = trained on)")
-    ax.set_ylabel(summary["metric"].iloc[0])
+    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    ax.set_ylim(*METRIC_RANGES.get(metric, (None, None)))
+    ax.set_title(_title(results, summary["n"]), fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
@@ -71,17 +108,28 @@ def plot_learning_curves(results: pd.DataFrame, path: Path) -> None:
                    & results["metric"].isin(CURVE_METRICS)]
     if rows.empty:
         raise ValueError("no results at the training size/environment to draw")
-    rows = rows.assign(label=rows.apply(_label, axis=1))
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    metric = rows["metric"].iloc[0]
+    scale = display_scale(metric)
+    rows = rows.assign(label=rows.apply(_label, axis=1), value=rows["value"] * scale)
+    fig, ax = plt.subplots(figsize=(7, 4.8))
+    seeds = []
     for label, group in rows.groupby("label", sort=True):
         # Seeds report at the same iterations but slightly different frame counts.
         curve = group.groupby("iteration").agg(budget=("budget", "mean"),
-                                               mean=("value", "mean"), ci=("value", _ci))
+                                               mean=("value", "mean"), ci=("value", _ci),
+                                               n=("value", "count"))
+        seeds.append(curve["n"].min())
         ax.plot(curve["budget"], curve["mean"], marker=".", label=label)
-        ax.fill_between(curve["budget"], curve["mean"] - curve["ci"],
-                        curve["mean"] + curve["ci"], alpha=0.2)
-    ax.set_xlabel(rows["budget_unit"].iloc[0])
-    ax.set_ylabel(f"{rows['metric'].iloc[0]} on the training size/environment")
+        low, high = _clipped(metric, curve["mean"], curve["ci"])
+        ax.fill_between(curve["budget"], low, high, alpha=0.2)
+    unit = rows["budget_unit"].iloc[0]
+    if unit == "epoch":
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel(f"training {unit}s")
+    where = rows["train_on"].iloc[0]
+    ax.set_ylabel(f"{METRIC_LABELS.get(metric, metric)}, on {where} (trained on)")
+    ax.set_ylim(*METRIC_RANGES.get(metric, (None, None)))
+    ax.set_title(_title(results, pd.Series(seeds)), fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()

@@ -35,6 +35,11 @@ TABLE_METRICS = ("accuracy", "return", "recall_accuracy", "recall_ce", "sequence
 COLLAPSE_COLUMNS = {"switch_rate": "switch rate", "usage_entropy": "usage entropy"}
 
 
+def display_scale(metric: str) -> float:
+    """What a metric's values are multiplied by in tables and plots: accuracies in %."""
+    return 100.0 if metric.endswith("accuracy") else 1.0
+
+
 def with_config_keys(results: pd.DataFrame, keys) -> pd.DataFrame:
     """``results`` with a column per trial config key in ``keys``, read from
     ``config_json`` ("–" where a trial's config does not set it)."""
@@ -46,7 +51,9 @@ def with_config_keys(results: pd.DataFrame, keys) -> pd.DataFrame:
     for key in keys:
         if key in results.columns:
             raise ValueError(f"--by {key}: already a results column; name a config key")
-        results[key] = [str(config[key]) if key in config else "–" for config in configs]
+        results[key] = [("–" if key not in config else f"{config[key]:.3g}"
+                         if isinstance(config[key], float) else str(config[key]))
+                        for config in configs]
     return results
 
 
@@ -97,7 +104,7 @@ def build_table(results: pd.DataFrame, metric: str | None = None, by=(),
                        & (summary["eval_on"] == summary["train_on"])].copy()
     collapse["eval_on"] = collapse["metric"].map(COLLAPSE_COLUMNS)
     summary = pd.concat([summary[summary["metric"] == metric], collapse], ignore_index=True)
-    scale = np.where(summary["metric"].str.endswith("accuracy"), 100.0, 1.0)
+    scale = summary["metric"].map(display_scale)
     mean, ci = summary["mean"] * scale, summary["ci95"] * scale
     summary["cell_text"] = [f"{m:.2f}" if np.isnan(c) else f"{m:.2f} ± {c:.2f}"
                             for m, c in zip(mean, ci)]

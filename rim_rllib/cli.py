@@ -2,6 +2,12 @@
 ``rim_rllib.rl.evaluate`` (standard library only)."""
 
 import argparse
+import ast
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter,
+                    argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with the module docstring as written and every option's default."""
 
 
 def _at_least(convert, kind: str, low):
@@ -26,3 +32,17 @@ def float_at_least(low: float):
     """An argparse ``type``: a number >= ``low``; anything else is refused with a message
     naming the value."""
     return _at_least(float, "a number", low)
+
+
+def config_override(text: str) -> tuple[str, object]:
+    """An argparse ``type`` for ``--set``: ``KEY=VALUE`` as ``(key, value)``, the value read
+    as a Python literal (``3e-3``, ``True``, ``None``, ``(16, 19)``), else kept as text
+    (``init=chrono``)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip() or not raw.strip():
+        raise argparse.ArgumentTypeError(f"must be KEY=VALUE, got {text!r}")
+    try:
+        value = ast.literal_eval(raw.strip())
+    except (ValueError, SyntaxError):
+        value = raw.strip()
+    return key.strip(), value

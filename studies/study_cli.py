@@ -9,7 +9,8 @@ from rim_rllib.tune.results import read_results
 from rim_rllib.cli import int_at_least
 from rim_rllib.tune.study import (StudySpec, add_study_arguments, execute_study,
                                   exit_on_input_error, local_output_dir)
-from rim_rllib.tune.tasks import PRESETS, TASKS
+from rim_rllib.tune.tasks import (PRESETS, TASKS, estimate_seconds, with_overrides,
+                                  with_search)
 
 
 def sweep_parser(doc: str) -> argparse.ArgumentParser:
@@ -28,27 +29,64 @@ def sweep_parser(doc: str) -> argparse.ArgumentParser:
     return parser
 
 
+def _describe(domain) -> str:
+    """A Tune search domain in words: its choices, or its bounds (inclusive)."""
+    if hasattr(domain, "categories"):
+        return f"in {list(domain.categories)}"
+    upper = domain.upper - 1 if isinstance(domain.upper, int) else domain.upper
+    log = ", log-uniform" if "LogUniform" in type(domain.get_sampler()).__name__ else ""
+    return f"in [{domain.lower}, {upper}]{log}"
+
+
+def plan(spec: StudySpec, preset: str) -> str:
+    """The trials a study will run, one line each, and its estimated wall time."""
+    lines = [f"study {spec.name}: {spec.num_trials} trials, {spec.iterations} iterations each"]
+    if spec.search == "grid":
+        variants, seed_groups = spec.trial_grid()
+        lines += ["  " + " ".join(f"{key}={value}" for key, value in variant.items())
+                  + f" seed={seeds}" for variant in variants for seeds in seed_groups]
+    else:
+        lines += [f"  {spec.search} search of " + " ".join(
+            f"{key}={value}" for key, value in spec.variants[0].items())
+            + f" seed={spec.seeds}, over " + ", ".join(
+            f"{key} {_describe(domain)}" for key, domain in spec.search_space.items())]
+    seconds = estimate_seconds(spec, preset)
+    lines.append("estimated wall time: " + (
+        f"~{seconds / 60:.0f} min on a 2-core CPU machine (the {preset} preset's measured "
+        "default study, scaled linearly in models, epochs and training samples)"
+        if seconds is not None else f"none (no measured run of the {preset} preset of "
+        f"this task to scale from)"))
+    return "\n".join(lines)
+
+
 def run_and_tabulate(parser: argparse.ArgumentParser, args: argparse.Namespace,
                      make_spec: Callable[[], StudySpec], by=()) -> tuple[str, str]:
-    """Returns the results' location and the table's Markdown (rows also split by the
+    """Prints the study's :func:`plan` (after the ``--set``, ``--epochs`` and ``--frames``
+    overrides) and runs it. Returns the results' location and the table's Markdown (rows also split by the
     trial config keys ``by``), followed by one line per
     distinct trial error when some trials failed. A spec that cannot be built (Ka > Kt,
     nothing to run) exits with status 2; an unreachable address, unwritable storage or
     missing data with status 1, and so does a study in which no trial finished (with its
     error lines)."""
+    overrides = dict(args.overrides)
     try:
-        spec = make_spec()
+        spec = with_overrides(make_spec(), overrides, args.epochs, args.frames)
+        spec = with_search(spec, args.search, args.num_samples, fixed=overrides)
     except ValueError as err:
         parser.exit(2, f"{parser.prog}: error: {err}\n")
+    print(plan(spec, args.preset), flush=True)
     outcome = exit_on_input_error(parser.prog, execute_study, spec, address=args.address,
                                   storage=args.storage, resume=args.resume,
                                   max_concurrent=args.max_concurrent,
                                   gpus_per_trial=args.gpus_per_trial,
-                                  shared_storage=args.shared_storage)
+                                  shared_storage=args.shared_storage,
+                                  mlflow_uri=args.mlflow)
     results = read_results(outcome.path)
     if not (results["final"] & results["value"].notna()).any():
         parser.exit(1, f"{parser.prog}: error: no trial of study {spec.name!r} finished\n"
                     + "".join(f"{line}\n" for line in outcome.failures))
+    if spec.search != "grid":  # a row per drawn config
+        by = (*by, *(key for key in spec.search_space if key != "k"))
     summary = summarise(results, by)
     table = write_table(build_table(results, by=by, summary=summary),
                         local_output_dir(outcome.path, spec.name), summary)

@@ -47,6 +47,19 @@ def mnist_env(tmp_path, monkeypatch):
     (["--gpus-per-trial", "-1"], "argument --gpus-per-trial: must be a number >= 0, got -1"),
     (["--gpus-per-trial", "one"], "argument --gpus-per-trial: must be a number >= 0, "
                                   "got 'one'"),
+    (["--set", "lr"], "argument --set: must be KEY=VALUE, got 'lr'"),
+    (["--set", "lrr=1e-3"], "error: unknown mnist trainable config keys ['lrr']; expected "
+                            "some of ['balance_loss', 'batch_size'"),
+    (["--set", "batch_size=0"], "error: config['batch_size'] must be a positive int, got 0"),
+    (["--set", "k=2"], "error: --set k=...: 'k' is what the study sweeps"),
+    (["--epochs", "0"], "argument --epochs: must be an int >= 1, got 0"),
+    (["--frames", "1000"], "error: --frames 1000: for the MiniGrid tasks"),
+    (["--task", "minigrid-empty", "--epochs", "2"], "error: --epochs 2: MiniGrid trials "
+                                                    "train for a number of frames"),
+    (["--task", "minigrid-empty", "--set", "stack=classic", "checkpoint_every=0"],
+     "error: config['checkpoint_every'] must be a positive int"),
+    (["--task", "minigrid-empty", "--set", "stack=old"],
+     "error: config['stack'] must be one of ['new', 'classic']"),
 ])
 @pytest.mark.parametrize("script", ["ka_sweep", "collapse"])
 def test_bad_study_arguments_exit_with_one_line(script, argv, message, mnist_env, capsys):

@@ -126,7 +126,8 @@ def test_a_copying_study_writes_every_metric_and_length(tmp_path, ray_session, c
     task_metrics = {"recall_ce", "recall_accuracy", "sequence_accuracy"}
     collapse = {"usage_entropy", "switch_rate", "distinct_sets", "min_unit_rate",
                 "max_unit_rate"}
-    assert set(final["metric"]) == task_metrics | collapse
+    training = {"train_loss", "train_accuracy", "samples_per_s"}
+    assert set(final["metric"]) == task_metrics | collapse | training
     final = final[final["metric"].isin(task_metrics)]
     assert len(final) == 6 * 3 * 3  # models x lengths x metrics
     assert sorted(final["eval_on"].unique(), key=int) == ["5", "10", "20"]

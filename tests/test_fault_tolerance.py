@@ -78,9 +78,11 @@ def _study_cli():
 
 
 def _tabulate(study_spec, storage):
+    from rim_rllib.tune.study import add_study_arguments
     parser = argparse.ArgumentParser(prog="study")
-    args = argparse.Namespace(address=None, storage=str(storage), resume=False,
-                              max_concurrent=None, gpus_per_trial=None, shared_storage=False)
+    parser.add_argument("--preset", default="cpu")
+    add_study_arguments(parser)  # what every study script's arguments hold
+    args = parser.parse_args(["--storage", str(storage)])
     return _study_cli().run_and_tabulate(parser, args, lambda: study_spec)
 
 

@@ -103,7 +103,7 @@ def test_evaluate_reports_returns_and_activation_rates(tmp_path):
 
 
 @pytest.mark.parametrize("stack", ["new", "classic"])
-def test_ppo_trains_rim_on_minigrid(stack, tmp_path, ray_session, capsys):
+def test_ppo_trains_rim_on_minigrid(stack, tmp_path, ray_session, capsys, monkeypatch):
     algo = ppo_config("MiniGrid-Empty-5x5-v0", model={"memory": "rim", "k": 3}, stack=stack,
                       num_env_runners=0, seed=0, **FAST_PPO).build_algo()
     try:
@@ -126,11 +126,15 @@ def test_ppo_trains_rim_on_minigrid(stack, tmp_path, ray_session, capsys):
     loaded = load_network(checkpoint)
     for a, b in zip(net.state_dict().values(), loaded.state_dict().values()):
         torch.testing.assert_close(a, b)
-    gif = tmp_path / "rollout.gif"
-    assert evaluate_main([checkpoint, "--env", "MiniGrid-Empty-5x5-v0",
-                          "MiniGrid-Empty-6x6-v0", "--episodes", "2", "--gif", str(gif)]) == 0
-    printed = capsys.readouterr().out
-    assert "MiniGrid-Empty-6x6-v0" in printed and gif.stat().st_size > 1000
+    monkeypatch.chdir(tmp_path)  # a relative checkpoint path, as typed in a shell
+    assert evaluate_main(["ckpt", "--env", "MiniGrid-Empty-5x5-v0", "MiniGrid-Empty-6x6-v0",
+                          "--episodes", "2", "--gif", "rollout.gif"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].startswith("MiniGrid-Empty-6x6-v0")  # the table, then the GIF line
+    from PIL import Image
+    with Image.open(tmp_path / "rollout.gif") as gif:
+        assert lines[3].startswith("wrote rollout.gif") and f" in {gif.n_frames} frames" \
+            in lines[3]
 
 
 def test_minigrid_study_writes_train_and_transfer_rows(tmp_path, ray_session):
@@ -151,6 +155,12 @@ def test_minigrid_study_writes_train_and_transfer_rows(tmp_path, ray_session):
     assert (final["budget_unit"] == "frame").all() and (final["budget"] >= 128).all()
     curves = df[df["metric"] == "train_return"]
     assert set(curves["eval_on"]) == {"MiniGrid-Empty-5x5-v0"}
+    # PPO's losses and the sampling speed, every iteration of both models.
+    iterations = df.groupby("trial_id")["iteration"].max()
+    for metric in ("train_policy_loss", "train_vf_loss", "train_entropy", "samples_per_s"):
+        rows = df[df["metric"] == metric]
+        assert rows.groupby("trial_id").size().to_dict() == iterations.to_dict(), metric
+    assert (df[df["metric"] == "samples_per_s"]["value"] > 0).all()
     # The RIM's unit collapse in every evaluation environment, after the last iteration.
     collapse = df[df["final"] & df["metric"].isin(COLLAPSE_METRICS)]
     assert set(collapse["model"]) == {"rim"} and len(collapse) == 2 * len(COLLAPSE_METRICS)

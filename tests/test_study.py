@@ -35,12 +35,21 @@ def test_sweep_writes_one_row_per_trial_eval_and_iteration(study):
     assert path == str(storage / "tiny" / "results.parquet")
     assert pq.read_schema(path).equals(SCHEMA, check_metadata=False)
     everything = read_results(path)
-    collapse = everything[everything["metric"] != "accuracy"]
+    collapse_metrics = {"usage_entropy", "switch_rate", "distinct_sets", "min_unit_rate",
+                        "max_unit_rate"}
+    collapse = everything[everything["metric"].isin(collapse_metrics)]
     # RIM trials also report their units' collapse at the training size, every iteration
-    assert set(collapse["metric"]) == {"usage_entropy", "switch_rate", "distinct_sets",
-                                       "min_unit_rate", "max_unit_rate"}
     assert len(collapse) == 2 * 5 * 2 and set(collapse["eval_on"]) == {"7"}
     assert set(collapse["model"]) == {"rim"}
+    # ... and every model its training loss, accuracy and speed, every iteration
+    train = everything[everything["metric"].str.startswith("train_")
+                       | (everything["metric"] == "samples_per_s")]
+    assert set(everything["metric"]) == collapse_metrics | set(train["metric"]) | {"accuracy"}
+    assert sorted(train.groupby("metric").size().items()) == [
+        ("samples_per_s", 6), ("train_accuracy", 6), ("train_loss", 6)]  # trials x iters
+    assert set(train["eval_on"]) == {"7"} and (train["value"] >= 0).all()
+    assert train[train["metric"] == "train_accuracy"]["value"].between(0, 1).all()
+    assert (train[train["metric"] == "samples_per_s"]["value"] > 0).all()
     df = everything[everything["metric"] == "accuracy"]
     assert len(df) == 3 * 3 * 2  # trials x eval sizes (7, 9, 12) x iterations
     assert (df["status"] == "TERMINATED").all()
@@ -82,6 +91,30 @@ def test_analysis_commands_on_the_study(study, capsys):
     selection = pd.read_csv(storage / "tiny" / "selection.csv")
     assert list(selection["Ka"]) == [2]  # Ka=4 of Kt=4 has no selection to explain
     assert selection[["bias_decides", "state_decides"]].stack().between(0, 1).all()
+
+
+def test_a_trial_checkpoint_evaluates_at_any_size_as_the_trial_did(study, tmp_path, capsys):
+    """The MNIST evaluation CLI rebuilds a trial's pack from its last checkpoint and gets
+    the trial's own final test accuracies, at the sizes asked for."""
+    from rim_rllib.tune.evaluate_mnist import main as evaluate_main
+    _, storage, path = study
+    final = read_results(path)
+    final = final[final["final"] & (final["metric"] == "accuracy") & (final["Ka"] == 2)]
+    trial_dir = next(p for p in (storage / "tiny").iterdir() if final["trial_id"].iloc[0]
+                     in p.name)
+    checkpoint = max(trial_dir.glob("checkpoint_*"))
+    out = tmp_path / "sizes.csv"
+    assert evaluate_main([str(checkpoint), "--sizes", "7", "12", "28", "--out",
+                          str(out)]) == 0
+    assert " 7* |" in capsys.readouterr().out
+    table = pd.read_csv(out)
+    assert list(table.columns) == ["member", "model", "Kt", "Ka", "seed", "7*", "12", "28"]
+    expected = final.set_index("eval_on")["value"] * 100
+    assert table.loc[0, "7*"] == pytest.approx(expected["7"], abs=0.01)
+    assert table.loc[0, "12"] == pytest.approx(expected["12"], abs=0.01)
+    assert 0 <= table.loc[0, "28"] <= 100
+    assert evaluate_main([str(trial_dir)]) == 2
+    assert "is not an MNIST trial checkpoint" in capsys.readouterr().err
 
 
 def hand_made_results():
@@ -158,8 +191,11 @@ def packed_study(mnist_dir, tmp_path_factory, ray_session):
 def test_a_packed_sweep_writes_one_row_per_model(packed_study):
     spec, storage, path = packed_study
     assert spec.num_trials == 2 and spec.num_models == 8
-    df = read_results(path)
-    df = df[df["metric"] == "accuracy"]
+    everything = read_results(path)
+    speed = everything[everything["metric"] == "samples_per_s"]
+    assert len(speed) == 8 and speed.groupby("trial_id")["value"].nunique().eq(1).all()
+    assert len(everything[everything["metric"] == "train_loss"]) == 8
+    df = everything[everything["metric"] == "accuracy"]
     assert len(df) == 8 * 2  # models x eval sizes (7, 9) x 1 iteration
     assert df["trial_id"].nunique() == 2 and df["final"].all()
     models = df.drop_duplicates(["trial_id", "member"])

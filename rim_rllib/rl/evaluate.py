@@ -3,9 +3,12 @@
     python -m rim_rllib.rl.evaluate CHECKPOINT --env MiniGrid-Empty-5x5-v0 \\
         MiniGrid-Empty-16x16-v0 --episodes 100 [--gif rollout.gif]
 
-CHECKPOINT is an RLlib algorithm checkpoint of either API stack (what ``algo.save_to_path``
-and the MiniGrid Tune trainable write). Prints mean return ± 95% CI per environment and, for
-a RIM, each unit's activation rate.
+CHECKPOINT is an RLlib algorithm checkpoint directory, relative or absolute, of either API
+stack: what the MiniGrid Tune trainable writes (a study's are under
+``<storage>/<study>/<trial>/checkpoint_*``) and what
+``rim_rllib.rl.ppo.save_algorithm(algo, directory)`` writes (``algo.save_to_path`` on the
+current stack, ``algo.save`` on the classic one, whose ``save_to_path`` is not supported).
+Prints mean return ± 95% CI per environment and, for a RIM, each unit's activation rate.
 """
 
 import argparse
@@ -17,7 +20,7 @@ import torch
 from minigrid.core.constants import OBJECT_TO_IDX, STATE_TO_IDX
 
 from rim_rllib.actor_critic import MiniGridActorCritic
-from rim_rllib.cli import int_at_least
+from rim_rllib.cli import HelpFormatter, int_at_least
 from rim_rllib.stats import ci95_halfwidth
 from rim_rllib.rl.envs import check_env_id, make_minigrid
 
@@ -74,6 +77,8 @@ def evaluate(net: MiniGridActorCritic, env_id: str, episodes: int = 100, seed: i
             total += float(reward)
             frames += 1
             done = terminated or truncated
+        if render and episode == 0:
+            images.append(env.render())  # where the episode ended
         returns.append(total)
     env.close()
     net.train(was_training)
@@ -91,7 +96,7 @@ def evaluate(net: MiniGridActorCritic, env_id: str, episodes: int = 100, seed: i
 
 def load_network(checkpoint: str | Path) -> MiniGridActorCritic:
     """The agent network of an RLlib algorithm checkpoint (current or classic stack)."""
-    checkpoint = Path(checkpoint)
+    checkpoint = Path(checkpoint).resolve()  # RLlib reads a relative path as a bad URI
     module_dir = checkpoint / "learner_group" / "learner" / "rl_module" / "default_policy"
     policy_dir = checkpoint / "policies" / "default_policy"
     if module_dir.is_dir():
@@ -104,20 +109,25 @@ def load_network(checkpoint: str | Path) -> MiniGridActorCritic:
                             "learner_group/.../default_policy nor policies/default_policy)")
 
 
-def save_gif(images: list, path: str | Path, fps: int = 8) -> None:
+def save_gif(images: list, path: str | Path, fps: int = 8) -> int:
+    """Write ``images`` as an animated GIF; returns its frame count (Pillow merges
+    identical consecutive images into one longer frame: an agent bumping into a wall)."""
     from PIL import Image
     frames = [Image.fromarray(image) for image in images]
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=1000 // fps,
                    loop=0)
+    with Image.open(path) as written:
+        return written.n_frames
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("checkpoint", help="an RLlib algorithm checkpoint directory")
     parser.add_argument("--env", nargs="+", required=True, help="MiniGrid environment ids")
-    parser.add_argument("--episodes", type=int_at_least(1), default=100)
-    parser.add_argument("--seed", type=int_at_least(0), default=0)
+    parser.add_argument("--episodes", type=int_at_least(1), default=100,
+                        help="episodes per environment")
+    parser.add_argument("--seed", type=int_at_least(0), default=0,
+                        help="the first episode's environment seed (then +1 per episode)")
     parser.add_argument("--greedy", action="store_true", help="argmax actions, not sampled")
     parser.add_argument("--gif", default=None, help="save the first episode of the first "
                                                     "environment as this GIF")
@@ -132,6 +142,7 @@ def main(argv=None) -> int:
         return 2
     print(f"{'environment':32} {'episodes':>8} {'mean return':>12} {'± 95% CI':>9}  "
           "unit activation rates")
+    images = []  # of the first environment's first episode, with --gif
     for i, env_id in enumerate(args.env):
         result = evaluate(net, env_id, args.episodes, args.seed, args.greedy,
                           render=bool(args.gif) and i == 0)
@@ -139,9 +150,11 @@ def main(argv=None) -> int:
                  " ".join(f"{r:.2f}" for r in result["activation_rate"]))
         print(f"{env_id:32} {args.episodes:8d} {result['mean_return']:12.3f} "
               f"{result['ci95']:9.3f}  {rates}")
-        if result["images"]:
-            save_gif(result["images"], args.gif)
-            print(f"wrote {args.gif} ({len(result['images'])} frames)")
+        images = images or result["images"]
+    if args.gif:
+        frames = save_gif(images, args.gif)
+        print(f"wrote {args.gif}: the first episode of {args.env[0]}, {len(images) - 1} "
+              f"steps in {frames} frames (identical consecutive frames merged)")
     return 0
 
 

@@ -78,8 +78,8 @@ class CopyingTrainable(SequenceTrainable):
             self.eval_sets[dormant] = (torch.from_numpy(ex), torch.from_numpy(ey))
         self.train_length = sequence_length(cfg["dormant"])
 
-    def build_model(self, k, rim_kwargs):
-        cfg = self.cfg
+    @classmethod
+    def build_model(cls, cfg, k, rim_kwargs):
         return SequenceClassifier(cfg["model"], NUM_INPUTS, NUM_CLASSES, cfg["hidden_size"],
                                   cfg["num_units"], cell=cfg["cell"],
                                   **({"k": k} if k else {}), readout="every", **rim_kwargs)

@@ -2,8 +2,10 @@
 frame budget, then the final policy evaluated, without training, on the training
 environment and each transfer environment.
 
-Each PPO iteration reports ``frames`` and ``train_return`` (RLlib's mean episode return
-while sampling); every ``checkpoint_every`` iterations and after the last one the trial
+Each PPO iteration reports ``frames``, ``train_return`` (RLlib's mean episode return
+while sampling), the PPO losses ``train_policy_loss``, ``train_vf_loss`` and
+``train_entropy`` (the policy's entropy) and ``samples_per_s`` (environment frames per
+second of the iteration); every ``checkpoint_every`` iterations and after the last one the trial
 saves a checkpoint (the RLlib algorithm). The last report adds ``return/<env>`` (mean
 evaluation return) and, for a RIM, ``activation/<env>/u<j>`` (unit ``j``'s activation
 rate) and the unit-collapse metrics ``<name>/<env>`` for every evaluation environment, and
@@ -14,6 +16,7 @@ runners as its own CPUs allow (:func:`rim_rllib.rl.ppo.default_env_runners`).
 
 import json
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -25,8 +28,8 @@ from ray.tune.trainable import trainable as tune_trainable
 
 from rim_rllib.rl.envs import check_env_id
 from rim_rllib.rl.evaluate import evaluate
-from rim_rllib.rl.ppo import (REFERENCE, default_env_runners, ppo_config, restore_algorithm,
-                              save_algorithm)
+from rim_rllib.rl.ppo import (REFERENCE, STACKS, default_env_runners, ppo_config,
+                              restore_algorithm, save_algorithm)
 from rim_rllib.collapse import COLLAPSE_METRICS, collapse_metrics
 from rim_rllib.tune.activations import count_activations, write_activations
 from rim_rllib.tune.config import flat_config
@@ -49,6 +52,9 @@ def resolve_config(config: dict) -> dict:
     cfg = DEFAULTS | config
     for env_id in (cfg["env"], *cfg["eval_envs"]):
         check_env_id(env_id)
+    if cfg["stack"] not in STACKS:
+        raise ValueError(f"config['stack'] must be one of {list(STACKS)} (RLlib's API "
+                         f"stacks), got {cfg['stack']!r}")
     every = cfg["checkpoint_every"]
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
         raise ValueError(f"config['checkpoint_every'] must be a positive int (PPO iterations "
@@ -67,6 +73,16 @@ def _frames(result: dict) -> int:
         if value is not None:
             return int(value)
     raise KeyError("no sampled-steps counter in the RLlib result")
+
+
+def _learner_metrics(result: dict) -> dict:
+    """The iteration's PPO losses from an RLlib result of either stack."""
+    new_stack = result.get("learners", {}).get("default_policy")
+    stats = new_stack if new_stack is not None else (
+        result.get("info", {}).get("learner", {}).get("default_policy", {})
+        .get("learner_stats", {}))
+    return {f"train_{key}": float(stats.get(key, float("nan")))
+            for key in ("policy_loss", "vf_loss", "entropy")}
 
 
 def _network(algo, stack: str):
@@ -112,10 +128,15 @@ def train_minigrid(config: dict) -> None:
     try:
         while frames < cfg["frames"]:
             iteration += 1
+            start = time.perf_counter()
             result = algo.train()
-            frames = max(frames, _frames(result))
-            metrics = dict(frames=frames, train_return=result.get("env_runners", {}).get(
-                "episode_return_mean", float("nan")))
+            seconds = time.perf_counter() - start
+            new_frames = max(frames, _frames(result))
+            metrics = dict(frames=new_frames, train_return=result.get("env_runners", {}).get(
+                "episode_return_mean", float("nan")),
+                           samples_per_s=(new_frames - frames) / seconds,
+                           **_learner_metrics(result))
+            frames = new_frames
             done = frames >= cfg["frames"]
             if done:
                 metrics.update(_evaluate_all(_network(algo, cfg["stack"]), cfg))

@@ -82,8 +82,8 @@ class MnistTrainable(SequenceTrainable):
             self.eval_sets[size] = (torch.from_numpy(ex[:n]), torch.from_numpy(ey[:n]))
         self.train_length = cfg["train_size"] ** 2
 
-    def build_model(self, k, rim_kwargs):
-        cfg = self.cfg
+    @classmethod
+    def build_model(cls, cfg, k, rim_kwargs):
         return SequenceClassifier(cfg["model"], 1, 10, cfg["hidden_size"], cfg["num_units"],
                                   cell=cfg["cell"], **({"k": k} if k else {}), **rim_kwargs)
 

@@ -29,7 +29,15 @@ metric            string    ``accuracy`` (MNIST test accuracy), ``recall_ce``,
                             ``max_unit_rate`` (unit collapse, see
                             :mod:`rim_rllib.collapse`): sequence tasks at the training
                             size / length every epoch, MiniGrid in every evaluation
-                            environment after the last iteration
+                            environment after the last iteration. Training, every
+                            iteration (``eval_on`` = ``train_on``): ``train_loss``,
+                            ``train_accuracy`` (sequence tasks: on the training data as
+                            it was trained; copying: recall accuracy),
+                            ``train_balance_loss`` (with ``balance_loss``),
+                            ``train_policy_loss``, ``train_vf_loss``, ``train_entropy``
+                            (MiniGrid PPO) and ``samples_per_s`` (model-samples per
+                            second of the trial's pack, the same in each member's row;
+                            MiniGrid: environment frames per second)
 value             float64   the metric's value (null, with metric and eval_on null, for a
                             trial that reported nothing: failed or never started)
 iteration         int32     Tune's training_iteration of the row
@@ -88,14 +96,24 @@ class TaskLayout:
     budget_column: str                   # reported column counting the budget spent
     budget_unit: str
     budget_key: str                      # config key of the full budget, in budget_unit
-    # (column pattern, metric): group "member" (absent: member 0) and group "eval"
+    # (column pattern, metric): group "member" (absent: every member of the trial) and
+    # group "eval" (absent: the training size / environment)
     metrics: tuple[tuple[re.Pattern, str], ...]
 
 
 def _member_metrics(names) -> tuple:
-    """``m<i>/<name>_<eval>`` columns of the sequence trainables, for each name."""
-    return tuple((re.compile(rf"^m(?P<member>\d+)/{name}_(?P<eval>\d+)$"), name)
-                 for name in names)
+    """``m<i>/<name>_<eval>`` columns of the sequence trainables, for each name, and their
+    per-epoch training metrics."""
+    return (tuple((re.compile(rf"^m(?P<member>\d+)/{name}_(?P<eval>\d+)$"), name)
+                  for name in names)
+            + tuple((re.compile(rf"^m(?P<member>\d+)/{name}$"), name)
+                    for name in ("train_loss", "train_accuracy", "train_balance_loss"))
+            + _trial_metrics(("samples_per_s",)))
+
+
+def _trial_metrics(names) -> tuple:
+    """Columns reported once per trial, at the training size / environment."""
+    return tuple((re.compile(rf"^{name}$"), name) for name in names)
 
 
 TASKS = {
@@ -107,7 +125,9 @@ TASKS = {
                                            "sequence_accuracy", *COLLAPSE_METRICS))),
     "minigrid": TaskLayout("memory", lambda cfg: cfg.get("env"), "frames", "frame", "frames",
                            ((re.compile(r"^return/(?P<eval>.+)$"), "return"),
-                            (re.compile(r"^(?P<eval>train)_return$"), "train_return"),
+                            *_trial_metrics(("train_return", "train_policy_loss",
+                                             "train_vf_loss", "train_entropy",
+                                             "samples_per_s")),
                             *((re.compile(rf"^{name}/(?P<eval>.+)$"), name)
                               for name in COLLAPSE_METRICS))),
 }
@@ -144,16 +164,18 @@ def trial_rows(study: str, task: str, trial_id: str, status: str, config: dict,
                                    layout.budget_column].iloc[0]) < float(full)):
         status = "EARLY_STOPPED"
         bases = [b | dict(status=status) for b in bases]
-    matches = [(column, int(match.groupdict().get("member") or 0), match["eval"], metric)
+    matches = [(column, member, match.groupdict().get("eval") or train_on, metric)
                for column in progress.columns for pattern, metric in layout.metrics
-               if (match := pattern.match(column))]
+               if (match := pattern.match(column))
+               for member in ([int(match["member"])] if "member" in match.groupdict()
+                              else range(len(bases)))]
     rows = []
     for _, result in progress.iterrows():
         for column, member, eval_on, metric in matches:
             if pd.isna(result[column]):
                 continue
             rows.append(bases[member] | dict(
-                eval_on=train_on if eval_on == "train" else eval_on, metric=metric,
+                eval_on=eval_on, metric=metric,
                 value=float(result[column]), iteration=int(result["training_iteration"]),
                 budget=float(result.get(layout.budget_column, result["training_iteration"])),
                 final=bool(result["training_iteration"] == last and status == "TERMINATED"),

@@ -68,6 +68,12 @@ INITS = ("default", "chrono")
 LR_SCHEDULES = ("constant", "cosine")
 
 
+def rim_config(cfg: dict) -> dict:
+    """The RIM keyword arguments (attention sizes, dropouts, selection noise) of a
+    resolved trial config."""
+    return {key: cfg[key] for key in RIM_KWARGS if key in cfg}
+
+
 def is_int(value, low: int) -> bool:
     return not isinstance(value, bool) and isinstance(value, int) and value >= low
 
@@ -171,14 +177,14 @@ class SequenceTrainable(tune.Trainable):
                              "batch_size or set cuda_graph=False)")
         self.train_x, self.train_y = self.train_x.to(self.device), self.train_y.to(self.device)
 
-        rim_kwargs = {key: cfg[key] for key in RIM_KWARGS if key in cfg}
+        rim_kwargs = rim_config(cfg)
         self.balance_weight = cfg["balance_loss"] if cfg["model"] == "rim" else 0.0
         if self.balance_weight:
             rim_kwargs["balance_loss"] = True
         models = []
         for member in self.members:
             torch.manual_seed(member["seed"])  # each member's own initialisation
-            model = self.build_model(member["k"], rim_kwargs)
+            model = self.build_model(cfg, member["k"], rim_kwargs)
             if cfg["init"] == "chrono":
                 chrono_init_(model, self.train_length)
             models.append(model)
@@ -221,7 +227,8 @@ class SequenceTrainable(tune.Trainable):
         first) and set :attr:`train_length`."""
         raise NotImplementedError
 
-    def build_model(self, k: int | None, rim_kwargs: dict) -> nn.Module:
+    @classmethod
+    def build_model(cls, cfg: dict, k: int | None, rim_kwargs: dict) -> nn.Module:
         """One member's model (``k`` is ``None`` for the LSTM baseline)."""
         raise NotImplementedError
 

@@ -17,6 +17,7 @@ import socket
 import sys
 import tempfile
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -25,12 +26,13 @@ import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
-from rim_rllib.cli import float_at_least, int_at_least
+from rim_rllib.cli import config_override, float_at_least, int_at_least
 from rim_rllib.mnist_data import MnistError
 from rim_rllib.tune.results import export_results, is_uri
 
 
 PACKINGS = ("none", "seeds", "sweep")
+SEARCHES = ("grid", "random", "optuna")
 
 
 def _chunks(values: list, size: int) -> list[list]:
@@ -59,6 +61,13 @@ class StudySpec:
     preflight: Callable[[], object] | None = None  # checks inputs in the driver first
     pack: str = "none"  # models per trial: "none" (one), "seeds", "sweep" (see above)
     max_pack: int | None = None  # at most this many models per trial when packing
+    # "grid" runs the variants x seeds. "random" (Tune's random search) and "optuna" (Tune's
+    # OptunaSearch) instead draw num_samples configs from search_space, Tune domains over
+    # config keys ("k" goes into the variant): each trial trains variants[0] with the drawn
+    # values, every seed in one pack, so that the search decides on the seed mean.
+    search: str = "grid"
+    num_samples: int = 1
+    search_space: dict | None = None
 
     def __post_init__(self):
         if self.pack not in PACKINGS:
@@ -77,6 +86,12 @@ class StudySpec:
         if self.iterations < 1:
             raise ValueError(f"study {self.name!r}: iterations must be >= 1, "
                              f"got {self.iterations}")
+        if self.search not in SEARCHES:
+            raise ValueError(f"study {self.name!r}: search must be one of {list(SEARCHES)}, "
+                             f"got {self.search!r}")
+        if self.search != "grid" and not self.search_space:
+            raise ValueError(f"study {self.name!r}: search={self.search!r} needs a "
+                             "search_space")
 
     def trial_grid(self) -> tuple[list[dict], list]:
         """The variants and seed values Tune crosses into trials. With packing a seed
@@ -106,11 +121,24 @@ class StudySpec:
     @property
     def num_trials(self) -> int:
         variants, seeds = self.trial_grid()
-        return len(variants) * len(seeds)
+        return len(variants) * len(seeds) if self.search == "grid" else self.num_samples
 
     @property
     def num_models(self) -> int:
-        return len(self.variants) * len(self.seeds)
+        variants = len(self.variants) if self.search == "grid" else self.num_samples
+        return variants * len(self.seeds)
+
+    def param_space(self, cpus: float) -> dict:
+        """Tune's ``param_space``: the base config, the budget, the CPU threads of a trial
+        and the grid (variants x seed groups) or the search domains."""
+        space = dict(self.base_config, threads=max(1, int(cpus)), epochs=self.iterations)
+        if self.search == "grid":
+            variants, seeds = self.trial_grid()
+            return space | dict(variant=tune.grid_search(variants),
+                                seed=tune.grid_search(seeds))
+        domains = dict(self.search_space)
+        variant = self.variants[0] | ({"k": domains.pop("k")} if "k" in domains else {})
+        return space | domains | dict(variant=variant, seed=list(self.seeds))
 
 
 def study_name(text: str) -> str:
@@ -148,6 +176,25 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
                              "preset's)")
     parser.add_argument("--max-concurrent", type=int_at_least(1), default=None,
                         help="trials at once (default: as many as the resources allow)")
+    parser.add_argument("--set", dest="overrides", type=config_override, nargs="+",
+                        default=[], metavar="KEY=VALUE",
+                        help="trial config values over the preset's, e.g. --set lr=1e-3 "
+                             "hidden_size=64 (values are Python literals, else text); the "
+                             "keys are the trainable's (a wrong one lists them)")
+    parser.add_argument("--epochs", type=int_at_least(1), default=None,
+                        help="training epochs of the sequence tasks (default: the preset's)")
+    parser.add_argument("--frames", type=int_at_least(1), default=None,
+                        help="training frames of the MiniGrid tasks (default: the preset's)")
+    parser.add_argument("--search", choices=SEARCHES, default="grid",
+                        help="the grid of the script's arguments, or num-samples configs "
+                             "drawn from the task's declared ranges (lr log-uniform, Ka, "
+                             "dropouts, hidden size) at random or by Optuna (sequence tasks)")
+    parser.add_argument("--num-samples", type=int_at_least(1), default=10,
+                        help="configs a --search random/optuna draws")
+    parser.add_argument("--mlflow", default=None, metavar="URI",
+                        help="also log every trial to MLflow at this tracking URI (a "
+                             "server, or sqlite:///path/mlflow.db for a local store; needs "
+                             "the 'tracking' extra)")
     parser.add_argument("--gpus-per-trial", type=float_at_least(0), default=None,
                         help="GPUs each trial asks for (fractions share one; a trial "
                              "given none runs on CPU); default: the preset's (the "
@@ -184,10 +231,61 @@ def _checkpoint_config(trainable) -> tune.CheckpointConfig:
     return tune.CheckpointConfig(num_to_keep=2)
 
 
+#: Short progress-table names of swept trial settings (other swept keys keep their own).
+COLUMN_NAMES = {"num_units": "Kt", "k": "Ka"}
+
+
+class _ProgressReporter(tune.CLIReporter):
+    """Tune's CLI reporter without its "Current best trial" line, which repeats the whole
+    config and, in Tune 2.60, raises ``KeyError`` when the best trial lacks a parameter
+    column (the LSTM baseline has no Ka): that line needs the study's metric, which this
+    reporter therefore does not take from Tune."""
+
+    def set_search_properties(self, metric, mode) -> bool:
+        return True
+
+
+def progress_reporter(spec: StudySpec) -> tune.CLIReporter:
+    """Tune's progress table with a short column per swept setting (model, cell, Kt, Ka,
+    seed, ...) and the study's metric; Tune's default output shows the whole variant dict
+    cut to 20 characters, which hides what a trial is."""
+    swept = dict.fromkeys(key for variant in spec.variants for key in variant)
+    columns = {f"variant/{key}": COLUMN_NAMES.get(key, key) for key in swept}
+    columns["seed"] = "seed"
+    metrics = {spec.metric: spec.metric}
+    if spec.metric.endswith("_val"):  # ASHA reads validation; the test metric is shown too
+        metrics[spec.metric.removesuffix("_val")] = spec.metric.removesuffix("_val")
+    metrics |= {"training_iteration": "iter", "time_total_s": "time (s)"}
+    return _ProgressReporter(parameter_columns=columns, metric_columns=metrics,
+                             max_report_frequency=30)
+
+
+@contextmanager
+def _progress_output():
+    """Tune's classic output engine, the one that takes :func:`progress_reporter` (the
+    default engine ignores reporters), without the experiment-snapshot warning a study of
+    short iterations triggers every few seconds (Tune's documented switch for it)."""
+    saved = {key: os.environ.get(key) for key in (
+        "RAY_AIR_NEW_OUTPUT", "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S")}
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def build_tuner(spec: StudySpec, storage: str, resume: bool = False,
-                max_concurrent: int | None = None, resources=None) -> tune.Tuner:
+                max_concurrent: int | None = None, resources=None,
+                mlflow_uri: str | None = None) -> tune.Tuner:
     """The Tuner of a study (a restored one with ``resume``), its trials asking for
-    ``resources`` (default: :func:`_trial_resources` locally). Ray must be initialised."""
+    ``resources`` (default: :func:`_trial_resources` locally) and, with ``mlflow_uri``,
+    logged to MLflow there (Tune's MLflow callback; an experiment named as the study).
+    Ray must be initialised."""
     resources = resources or _trial_resources(spec)
     trainable = tune.with_resources(spec.trainable, resources)
     experiment = os.path.join(storage, spec.name)
@@ -195,18 +293,24 @@ def build_tuner(spec: StudySpec, storage: str, resume: bool = False,
         if not tune.Tuner.can_restore(experiment):
             raise StudyInputError(f"--resume: no study to resume at {experiment}")
         return tune.Tuner.restore(experiment, trainable, resume_errored=True)
-    variants, seeds = spec.trial_grid()
     cpus = (resources.head_cpus if isinstance(resources, tune.PlacementGroupFactory)
             else resources["cpu"])
-    param_space = dict(spec.base_config, threads=max(1, int(cpus)),
-                       epochs=spec.iterations,
-                       variant=tune.grid_search(variants), seed=tune.grid_search(seeds))
     scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=spec.iterations,
                                grace_period=1, reduction_factor=2) if spec.asha else None)
+    search_alg = None
+    if spec.search == "optuna":
+        from ray.tune.search.optuna import OptunaSearch
+        search_alg = OptunaSearch(seed=spec.seeds[0])  # metric and mode: TuneConfig's
+    callbacks = []
+    if mlflow_uri:
+        from ray.air.integrations.mlflow import MLflowLoggerCallback
+        callbacks.append(MLflowLoggerCallback(tracking_uri=mlflow_uri,
+                                              experiment_name=spec.name))
     return tune.Tuner(
         trainable,
-        param_space=param_space,
+        param_space=spec.param_space(cpus),
         tune_config=tune.TuneConfig(metric=spec.metric, mode=spec.mode, scheduler=scheduler,
+                                    search_alg=search_alg, num_samples=spec.num_samples,
                                     max_concurrent_trials=max_concurrent),
         run_config=tune.RunConfig(
             name=spec.name, storage_path=storage,
@@ -215,7 +319,7 @@ def build_tuner(spec: StudySpec, storage: str, resume: bool = False,
             checkpoint_config=_checkpoint_config(spec.trainable),
             # Trials write files (activation counts) into their working directories.
             sync_config=tune.SyncConfig(sync_artifacts=True),
-            verbose=1),
+            progress_reporter=progress_reporter(spec), callbacks=callbacks, verbose=1),
     )
 
 
@@ -293,10 +397,11 @@ class StudyOutcome:
 
 def execute_study(spec: StudySpec, address: str | None = None, storage: str = "results",
                   resume: bool = False, max_concurrent: int | None = None,
-                  gpus_per_trial: float | None = None,
-                  shared_storage: bool = False) -> StudyOutcome:
+                  gpus_per_trial: float | None = None, shared_storage: bool = False,
+                  mlflow_uri: str | None = None) -> StudyOutcome:
     """Run (or resume) a study and export its results; ``gpus_per_trial`` overrides the
-    spec's, ``shared_storage`` says that a local ``storage`` path is on every node.
+    spec's, ``shared_storage`` says that a local ``storage`` path is on every node,
+    ``mlflow_uri`` logs every trial to MLflow.
 
     Trials that fail after their retries are exported with their status; they never lose
     the other trials' results. Their errors are summarised in the outcome's ``failures``
@@ -312,8 +417,9 @@ def execute_study(spec: StudySpec, address: str | None = None, storage: str = "r
           f"{len(spec.seeds)} seeds) in {spec.num_trials} trials (packing: {spec.pack}), "
           f"{spec.iterations} iterations each, resources per trial {resources}, "
           f"cluster {ray.cluster_resources()}", flush=True)
-    tuner = build_tuner(spec, storage, resume, max_concurrent, resources)
-    results = tuner.fit()
+    tuner = build_tuner(spec, storage, resume, max_concurrent, resources, mlflow_uri)
+    with _progress_output():
+        results = tuner.fit()
     errors = Counter(_last_line(r.error) for r in results if r.error is not None)
     failures = [f"{n} trial{'s' if n > 1 else ''} failed: {line}"
                 for line, n in errors.most_common()]

@@ -3,12 +3,16 @@ three MiniGrid train-vs-transfer tasks, each with a laptop preset (``cpu``) and 
 reference one (``paper``)."""
 
 import math
+from dataclasses import replace
 from functools import partial
+
+from ray import tune
 
 from rim_rllib.mnist_data import check_mnist
 from rim_rllib.models import MNIST_SIZES
 from rim_rllib.rl.ppo import REFERENCE
 from rim_rllib.tune.copying import CopyingTrainable
+from rim_rllib.tune.minigrid import resolve_config as resolve_minigrid_config
 from rim_rllib.tune.minigrid import train_minigrid
 from rim_rllib.tune.mnist import MnistTrainable
 from rim_rllib.tune.study import StudySpec
@@ -24,7 +28,7 @@ MNIST_PRESETS = {
     # mean, at 6e-3 58% (3 seeds, 13,500 samples), while Ka=1, 2 RIMs did worse at 6e-3.
     "cpu": dict(base_config=dict(MNIST_SIZES["cpu"], input_dropout=0.0, comm_dropout=0.0,
                                  lr=3e-3, lr_schedule="cosine", warmup=0.05,
-                                 batch_size=16, init="chrono", compile=True,
+                                 batch_size=16, init="chrono", compile=True, k_anneal=0.8,
                                  train_size=14, eval_sizes=MNIST_EVAL_SIZES,
                                  train_subset=6000, eval_subset=1000, eval_batch_size=50,
                                  transfer_eval_every=3),
@@ -87,8 +91,89 @@ MINIGRID_PRESETS = {
 TASKS = (*SEQUENCE_TASKS, *MINIGRID_TASKS)
 PRESETS = ("cpu", "paper")
 
+#: Wall seconds of a default study (``python studies/ka_sweep.py --task T``) measured on the
+#: 2-core CPU machine of the README: what :func:`estimate_seconds` scales.
+MEASURED_SECONDS = {("mnist", "cpu"): 789, ("copying", "cpu"): 924}
+#: Config keys that set what a study sweeps: the scripts' own arguments change them.
+SWEPT_KEYS = ("model", "memory", "num_units", "k", "cell", "seed")
+
 
 DEFAULT_KT = {"mnist": 6, "copying": 6, "minigrid": 4}
+
+
+def search_space(num_units: int) -> dict:
+    """The ranges ``--search random|optuna`` draws from for the sequence tasks: lr
+    log-uniform, Ka, the attention dropouts and the units' hidden size."""
+    return dict(lr=tune.loguniform(1e-4, 1e-2), k=tune.randint(1, num_units + 1),
+                input_dropout=tune.uniform(0.0, 0.3), comm_dropout=tune.uniform(0.0, 0.3),
+                hidden_size=tune.choice([16, 32, 64, 100]))
+
+
+def with_search(spec: StudySpec, search: str, num_samples: int, fixed=()) -> StudySpec:
+    """``spec`` as a ``search`` (``"random"`` or ``"optuna"``; ``"grid"`` returns it
+    unchanged) of ``num_samples`` configs of its first RIM variant drawn from
+    :func:`search_space` (less the ``fixed`` keys, set on the command line), every seed
+    packed in each trial."""
+    if search == "grid":
+        return spec
+    if spec.task not in SEQUENCE_TASKS:
+        raise ValueError(f"--search {search}: for the sequence tasks {list(SEQUENCE_TASKS)}; "
+                         f"MiniGrid studies run the grid")
+    rim = next((v for v in spec.variants if v.get("model") == "rim"), None)
+    if rim is None:
+        raise ValueError(f"--search {search}: the study has no RIM variant to search over")
+    space = {key: domain for key, domain in search_space(rim["num_units"]).items()
+             if key not in fixed}
+    return replace(spec, search=search, num_samples=num_samples, search_space=space,
+                   variants=[{key: v for key, v in rim.items() if key != "k"}], pack="seeds",
+                   max_pack=None)
+
+
+def with_overrides(spec: StudySpec, overrides: dict, epochs: int | None = None,
+                   frames: int | None = None) -> StudySpec:
+    """``spec`` with trial config ``overrides`` over its preset's and its variants' values,
+    and another budget: ``epochs`` for the sequence tasks, ``frames`` for MiniGrid. Every
+    trial config it makes is checked by the trainable's own validation first, so a wrong
+    key or value is a ``ValueError`` that names it (and lists the valid keys)."""
+    swept = [key for key in overrides if key in SWEPT_KEYS]
+    if swept:
+        raise ValueError(f"--set {swept[0]}=...: {swept[0]!r} is what the study sweeps; use "
+                         "the script's own arguments (--ka, --kt, --cells, --seeds)")
+    minigrid = spec.task == "minigrid"
+    if minigrid and epochs is not None:
+        raise ValueError(f"--epochs {epochs}: MiniGrid trials train for a number of frames; "
+                         "use --frames")
+    if not minigrid and frames is not None:
+        raise ValueError(f"--frames {frames}: for the MiniGrid tasks; the {spec.task} task "
+                         "trains for --epochs")
+    base = spec.base_config | overrides | ({"frames": frames} if frames else {})
+    iterations = (_ppo_iterations(base["frames"]) if minigrid
+                  else epochs or spec.iterations)
+    variants = [variant | {key: value for key, value in overrides.items() if key in variant}
+                for variant in spec.variants]
+    resolve = resolve_minigrid_config if minigrid else spec.trainable.resolve_config
+    for variant in variants:
+        resolve(dict(base, variant=variant, seed=spec.seeds[0], epochs=iterations))
+    return replace(spec, base_config=base, variants=variants, iterations=iterations)
+
+
+def estimate_seconds(spec: StudySpec, preset: str) -> float | None:
+    """The study's wall time on a 2-core CPU machine, scaled linearly in models, epochs and
+    training samples from the preset's measured default study (:data:`MEASURED_SECONDS`);
+    ``None`` where there is no measurement (MiniGrid, the GPU presets)."""
+    measured = MEASURED_SECONDS.get((spec.task, preset))
+    if measured is None:
+        return None
+    default = study_spec(spec.task, preset)
+    size_key = "train_subset" if spec.task == "mnist" else "train_sequences"
+    samples = spec.base_config.get(size_key, spec.trainable.DEFAULTS[size_key]) or 60_000
+    return (measured * spec.num_models / default.num_models
+            * spec.iterations / default.iterations
+            * samples / default.base_config[size_key])
+
+
+def _ppo_iterations(frames: int) -> int:
+    return math.ceil(frames / (REFERENCE["num_envs"] * REFERENCE["rollout_length"]))
 
 
 def study_spec(task: str, preset: str = "cpu", ks=None, num_units: int | None = None,
@@ -161,11 +246,10 @@ def task_spec(task: str, preset: str, variants: list[dict], seeds=None, name: st
                          "packing is for the MNIST trainable (use --pack none or leave it)")
     p, t = MINIGRID_PRESETS[preset], MINIGRID_TASKS[task]
     frames = int(t["frames"] * p["frame_scale"])
-    batch = REFERENCE["num_envs"] * REFERENCE["rollout_length"]
     runners = p.get("num_env_runners", 0)
     return StudySpec(name=name, task="minigrid", trainable=train_minigrid, helper_cpus=runners,
                      base_config=dict(env=t["env"], eval_envs=t["eval_envs"], frames=frames,
                                       eval_episodes=p["eval_episodes"],
                                       num_env_runners=runners),
                      variants=variants, seeds=list(seeds or p["seeds"]),
-                     iterations=math.ceil(frames / batch), metric="train_return", asha=asha)
+                     iterations=_ppo_iterations(frames), metric="train_return", asha=asha)

@@ -1,0 +1,95 @@
+"""Evaluate a sequential-MNIST trial checkpoint at any image sizes, without training.
+
+    python -m rim_rllib.tune.evaluate_mnist \\
+        results/ka_sweep-mnist-cpu/<trial>/checkpoint_000002 --sizes 14 16 19 24 28
+
+A checkpoint is what Tune keeps of an MNIST trial (``checkpoint_*`` folders in the trial's
+directory under ``<storage>/<study>/``); the trial's config (``params.json`` beside them)
+says which models its pack holds. Prints each model's test accuracy (%) per image size as a
+Markdown table (``--out`` also writes it as CSV), on the same test images at every size.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from rim_rllib.atomic import atomic_write
+from rim_rllib.cli import HelpFormatter, int_at_least
+from rim_rllib.mnist_data import MnistError, find_data_dir, sequential_mnist
+from rim_rllib.packing import pack
+from rim_rllib.tune.config import pack_members
+from rim_rllib.tune.mnist import MnistTrainable
+from rim_rllib.tune.sequence import rim_config
+
+
+def load_trial(checkpoint: str | Path) -> tuple[torch.nn.Module, dict, list[dict]]:
+    """The trained pack of an MNIST trial checkpoint (on CPU, in eval mode), the trial's
+    resolved config and its members (``{"k", "seed"}`` in pack order)."""
+    checkpoint = Path(checkpoint).resolve()
+    params = checkpoint.parent / "params.json"
+    if not (checkpoint / "state.pt").is_file() or not params.is_file():
+        raise FileNotFoundError(f"{checkpoint} is not an MNIST trial checkpoint (expected "
+                                f"state.pt in it and the trial's params.json beside it)")
+    cfg = MnistTrainable.resolve_config(json.loads(params.read_text()))
+    members = pack_members(cfg)
+    model = pack([MnistTrainable.build_model(cfg, m["k"], rim_config(cfg)) for m in members])
+    state = torch.load(checkpoint / "state.pt", map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    return model.eval(), cfg, members
+
+
+@torch.no_grad()
+def accuracy_table(model: torch.nn.Module, cfg: dict, members: list[dict], sizes,
+                   data_dir=None, subset: int | None = None,
+                   batch_size: int = 500) -> pd.DataFrame:
+    """One row per model (member, model, Kt, Ka, seed), the test accuracy in % at each of
+    ``sizes`` (the first ``subset`` test images, or all)."""
+    directory = find_data_dir(data_dir or cfg["data_dir"])
+    table = pd.DataFrame({"member": range(len(members)), "model": cfg["model"],
+                          "Kt": cfg["num_units"], "Ka": [m["k"] for m in members],
+                          "seed": [m["seed"] for m in members]})
+    for size in sizes:
+        x_all, y_all = sequential_mnist(directory, "test", size)
+        x_all, y_all = torch.from_numpy(x_all[:subset]), torch.from_numpy(y_all[:subset])
+        correct = torch.zeros(len(members))
+        for first in range(0, len(y_all), batch_size):
+            x = x_all[first:first + batch_size].float().unsqueeze(-1)
+            correct += (model(x).argmax(-1) == y_all[first:first + batch_size]).sum(1)
+        trained = "*" if size == cfg["train_size"] else ""
+        table[f"{size}{trained}"] = (100 * correct / len(y_all)).numpy().round(2)
+    return table
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("checkpoint", help="a trial's checkpoint_* directory")
+    parser.add_argument("--sizes", type=int_at_least(1), nargs="+", default=None,
+                        help="image sizes (default: the trial's training and evaluation "
+                             "sizes)")
+    parser.add_argument("--subset", type=int_at_least(1), default=None,
+                        help="the first N test images (default: all 10,000)")
+    parser.add_argument("--data-dir", default=None,
+                        help="MNIST IDX files (default: the trial's, then $RIM_DATA_DIR, "
+                             "the user cache, download)")
+    parser.add_argument("--out", default=None, help="also write the table to this CSV")
+    args = parser.parse_args(argv)
+    try:
+        model, cfg, members = load_trial(args.checkpoint)
+        sizes = args.sizes or [cfg["train_size"], *cfg["eval_sizes"]]
+        table = accuracy_table(model, cfg, members, sizes, args.data_dir, args.subset)
+    except (FileNotFoundError, ValueError, MnistError) as err:
+        print(f"evaluate_mnist: {err}", file=sys.stderr)
+        return 2
+    print(table.fillna("–").to_markdown(index=False))
+    if args.out:
+        atomic_write(Path(args.out), lambda tmp: table.to_csv(tmp, index=False))
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
