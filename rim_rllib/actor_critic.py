@@ -26,6 +26,10 @@ class MiniGridActorCritic(nn.Module):
         num_units, hidden_size, k, cell: the RIM's :math:`K_t`, per-unit :math:`H`,
             :math:`K_a` and unit type. The reference: 4 units of 16, 64 in total.
         image_shape: the observation's ``(height, width, channels)``.
+        balance_loss: a weight >= 0; when positive the RIM computes its load-balancing
+            loss (:func:`rim_rllib.rim.load_balance_loss`) in every forward and
+            :meth:`aux_loss` returns it times this weight, for the RL loss to add (a cure
+            for unit collapse; RIM memories only).
         **rim_kwargs: RIM attention sizes; by default ``input_value_size=64`` and
             ``comm_value_size=hidden_size`` as in the reference's MiniGrid model, and no
             dropout: RLlib samples with the module in eval mode and learns in train mode,
@@ -43,10 +47,15 @@ class MiniGridActorCritic(nn.Module):
 
     def __init__(self, num_actions: int, memory: str = "rim", num_units: int = 4,
                  hidden_size: int = 16, k: int = 3, cell: str = "lstm",
-                 image_shape: tuple = (7, 7, 3), **rim_kwargs):
+                 image_shape: tuple = (7, 7, 3), balance_loss: float = 0.0, **rim_kwargs):
         super().__init__()
         if memory not in MEMORIES:
             raise ValueError(f"memory must be one of {list(MEMORIES)}, got {memory!r}")
+        if (isinstance(balance_loss, bool) or not isinstance(balance_loss, (int, float))
+                or balance_loss < 0 or (balance_loss and memory != "rim")):
+            raise ValueError(f"balance_loss must be a weight >= 0 (positive for RIM memories "
+                             f"only), got {balance_loss!r} with memory={memory!r}")
+        self.balance_loss = float(balance_loss)
         height, width, channels = image_shape
         self.memory_type = memory
         self.cell = cell if memory == "rim" else "lstm"
@@ -60,7 +69,8 @@ class MiniGridActorCritic(nn.Module):
             features = self.encoder(torch.zeros(1, channels, height, width)).shape[1]
         if memory == "rim":
             rim_kwargs = dict(input_value_size=64, comm_value_size=hidden_size,
-                              input_dropout=0.0, comm_dropout=0.0) | rim_kwargs
+                              input_dropout=0.0, comm_dropout=0.0,
+                              balance_loss=self.balance_loss > 0) | rim_kwargs
             self.memory = RIM(features, hidden_size, num_units, k, cell=cell,
                               batch_first=True, **rim_kwargs)
         else:
@@ -98,6 +108,11 @@ class MiniGridActorCritic(nn.Module):
             out, new = self.memory(features, hx)
         new = new if isinstance(new, tuple) else (new,)
         return out, {key: s.squeeze(0) for key, s in zip(self.state_keys, new)}, mask
+
+    def aux_loss(self) -> Tensor | None:
+        """``balance_loss`` times the RIM's load-balancing loss in the last forward (a
+        scalar), or ``None`` when off."""
+        return self.balance_loss * self.memory.aux_loss if self.balance_loss else None
 
     def value(self, embeddings: Tensor) -> Tensor:
         return self.critic(embeddings).squeeze(-1)

@@ -61,13 +61,13 @@ def plan(spec: StudySpec, preset: str) -> str:
 
 def run_and_tabulate(parser: argparse.ArgumentParser, args: argparse.Namespace,
                      make_spec: Callable[[], StudySpec], by=()) -> tuple[str, str]:
-    """Prints the study's :func:`plan` (after the ``--set``, ``--epochs`` and ``--frames``
-    overrides) and runs it. Returns the results' location and the table's Markdown (rows also split by the
-    trial config keys ``by``), followed by one line per
-    distinct trial error when some trials failed. A spec that cannot be built (Ka > Kt,
-    nothing to run) exits with status 2; an unreachable address, unwritable storage or
-    missing data with status 1, and so does a study in which no trial finished (with its
-    error lines)."""
+    """Applies ``--set``, ``--epochs``, ``--frames`` and ``--search`` to the spec, prints
+    its :func:`plan` and runs it. Returns the results' location and the table's Markdown
+    (rows also split by the trial config keys ``by``, and by the searched ones), followed
+    by one line per distinct trial error when some trials failed. A spec that cannot be
+    built (Ka > Kt, nothing to run, a bad override) exits with status 2; an unreachable
+    address, unwritable storage or missing data with status 1, and so does a study in
+    which no trial finished (with its error lines)."""
     overrides = dict(args.overrides)
     try:
         spec = with_overrides(make_spec(), overrides, args.epochs, args.frames)

@@ -100,8 +100,8 @@ def test_a_broken_mnist_file_ends_the_study_before_any_trial(tmp_path, monkeypat
 
 @pytest.mark.parametrize("argv, message", [
     (["--cures", "magic"], "argument --cures: invalid choice: 'magic'"),
-    (["--task", "minigrid-empty", "--cures", "none", "balance"],
-     "--cures balance: only for the sequence tasks ['mnist', 'copying']"),
+    (["--task", "minigrid-empty", "--cures", "none", "anneal"],
+     "--cures anneal: only for the sequence tasks ['mnist', 'copying']"),
 ])
 def test_bad_cures_exit_with_one_line(argv, message, mnist_env, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -109,3 +109,13 @@ def test_bad_cures_exit_with_one_line(argv, message, mnist_env, capsys):
     assert exit_info.value.code != 0
     error = capsys.readouterr().err + str(exit_info.value.code)
     assert message in error and "Traceback" not in error
+
+
+def test_each_collapse_cure_runs_alone():
+    """The MNIST preset anneals its RIMs; in the collapse study only the anneal cure does,
+    so that 'none' is the uncured RIM."""
+    variants = load("collapse").cure_variants("mnist", [2], ["none", "noise", "anneal"])
+    assert [(v["k_anneal"], v.get("score_noise")) for v in variants] == [
+        (0.0, None), (0.0, 0.5), (0.8, None)]
+    assert "k_anneal" not in load("collapse").cure_variants("minigrid-empty", [2],
+                                                             ["none"])[0]

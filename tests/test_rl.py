@@ -13,6 +13,7 @@ from ray.rllib.core.columns import Columns
 
 from analysis.activations import main as activations_main
 from analysis.tables import build_table
+from rim_rllib.actor_critic import MiniGridActorCritic
 from rim_rllib.collapse import COLLAPSE_METRICS
 from rim_rllib.rl import RIMActorCriticModule, RIMRecurrentModel, make_minigrid
 from rim_rllib.rl.evaluate import evaluate, load_network, main as evaluate_main
@@ -200,3 +201,26 @@ def test_minigrid_checkpoint_interval_is_checked():
     assert resolve_config({})["checkpoint_every"] == 10
     with pytest.raises(ValueError, match=r"config\['checkpoint_every'\] must be a positive"):
         resolve_config({"checkpoint_every": 0})
+
+
+@pytest.mark.parametrize("stack", ["new", "classic"])
+def test_the_balance_loss_joins_ppo_on_both_stacks(stack, ray_session):
+    """With balance_loss=w the learner adds w x the RIM's load-balancing loss (in [1, Kt])
+    and reports it; the selection's query maps get its gradient."""
+    from rim_rllib.tune.minigrid import learner_metrics
+    weight = 0.5
+    algo = ppo_config("MiniGrid-Empty-5x5-v0", stack=stack, num_env_runners=0, seed=0,
+                      model={"memory": "rim", "k": 1, "balance_loss": weight},
+                      **FAST_PPO).build_algo()
+    try:
+        metrics = learner_metrics(algo.train())
+    finally:
+        algo.stop()
+    assert weight * 1.0 <= metrics["train_balance_loss"] <= weight * 4
+    net = MiniGridActorCritic(7, k=1, balance_loss=weight)
+    logits, _, _ = net(torch.zeros(2, 3, 7, 7, 3), net.initial_state(2))
+    net.aux_loss().backward()
+    assert net.memory.cells[0].query.weight.grad.abs().sum() > 0
+    assert MiniGridActorCritic(7).aux_loss() is None
+    with pytest.raises(ValueError, match="balance_loss must be a weight >= 0 .*memory='lstm'"):
+        MiniGridActorCritic(7, memory="lstm", balance_loss=0.1)

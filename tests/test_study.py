@@ -10,7 +10,7 @@ from analysis.plots import main as plots_main
 from analysis.tables import build_table, main as tables_main, summarise
 from rim_rllib.tune.activations import count_activations
 from rim_rllib.tune.mnist import MnistTrainable
-from rim_rllib.tune.results import SCHEMA, export_results, read_results
+from rim_rllib.tune.results import SCHEMA, export_results, read_results, trial_rows
 from rim_rllib.tune.study import StudySpec, run_study
 
 SMALL_RIM = dict(hidden_size=8, input_key_size=8, input_query_size=8, input_value_size=8,
@@ -115,6 +115,22 @@ def test_a_trial_checkpoint_evaluates_at_any_size_as_the_trial_did(study, tmp_pa
     assert 0 <= table.loc[0, "28"] <= 100
     assert evaluate_main([str(trial_dir)]) == 2
     assert "is not an MNIST trial checkpoint" in capsys.readouterr().err
+
+
+def test_validation_accuracy_is_exported_beside_test_accuracy():
+    """What ASHA ranked (held-out training images) lands in the parquet as val_accuracy at
+    the training size; the tables' accuracy rows stay the test set's."""
+    progress = pd.DataFrame({"training_iteration": [1, 2], "epoch": [1, 2],
+                             "m0/accuracy_7": [0.2, 0.3], "m0/accuracy_val": [0.25, 0.35],
+                             "m1/accuracy_7": [0.1, 0.4], "m1/accuracy_val": [0.15, 0.45]})
+    config = dict(train_size=7, epochs=2, validation=100,
+                  variant=dict(model="rim", num_units=4, k=2), seed=[0, 1])
+    rows = pd.DataFrame(trial_rows("s", "mnist", "t1", "TERMINATED", config, progress))
+    val = rows[rows["metric"] == "val_accuracy"]
+    assert sorted(zip(val["member"], val["iteration"], val["value"])) == [
+        (0, 1, 0.25), (0, 2, 0.35), (1, 1, 0.15), (1, 2, 0.45)]
+    assert set(val["eval_on"]) == {"7"}
+    assert sorted(rows.loc[rows["metric"] == "accuracy", "value"]) == [0.1, 0.2, 0.3, 0.4]
 
 
 def hand_made_results():

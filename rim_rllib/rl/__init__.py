@@ -6,7 +6,7 @@ model name ``rim`` (the same as calling :func:`register`).
 
 from rim_rllib.rl.classic import RIMRecurrentModel, register_classic_model
 from rim_rllib.rl.envs import make_minigrid, minigrid_ids, register_minigrid_envs
-from rim_rllib.rl.rl_module import RIMActorCriticModule
+from rim_rllib.rl.rl_module import RIMActorCriticModule, RIMPPOTorchLearner
 
 
 def register() -> None:
@@ -17,5 +17,5 @@ def register() -> None:
 
 register()
 
-__all__ = ["RIMActorCriticModule", "RIMRecurrentModel", "make_minigrid", "minigrid_ids",
-           "register"]
+__all__ = ["RIMActorCriticModule", "RIMPPOTorchLearner", "RIMRecurrentModel",
+           "make_minigrid", "minigrid_ids", "register"]

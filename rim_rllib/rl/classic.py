@@ -27,6 +27,7 @@ class RIMRecurrentModel(RecurrentNetwork, nn.Module):
         self.net = MiniGridActorCritic(num_outputs, image_shape=image_shape,
                                        **custom_model_config)
         self._values = None
+        self._balance_loss = None
 
     def get_initial_state(self):
         return [self.net.initial_state()[key] for key in self.net.state_keys]
@@ -40,6 +41,18 @@ class RIMRecurrentModel(RecurrentNetwork, nn.Module):
 
     def value_function(self):
         return self._values
+
+    def custom_loss(self, policy_loss, loss_inputs):
+        """PPO's loss plus the RIM's weighted load-balancing loss of the training forward
+        (``balance_loss`` in ``custom_model_config``; unchanged when off)."""
+        aux = self.net.aux_loss()
+        if aux is None:
+            return policy_loss
+        self._balance_loss = aux.detach()
+        return [loss + aux for loss in policy_loss]
+
+    def metrics(self):
+        return {"balance_loss": self._balance_loss} if self._balance_loss is not None else {}
 
 
 def register_classic_model() -> None:

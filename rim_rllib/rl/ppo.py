@@ -16,7 +16,7 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 import rim_rllib.rl  # noqa: F401  (registers the env names and the model name "rim")
 from rim_rllib.rl.classic import MODEL_NAME
 from rim_rllib.rl.envs import check_env_id
-from rim_rllib.rl.rl_module import RIMActorCriticModule
+from rim_rllib.rl.rl_module import RIMActorCriticModule, RIMPPOTorchLearner
 
 REFERENCE = dict(num_envs=16, rollout_length=128, num_epochs=4, minibatch_size=256, lr=1e-4,
                  gamma=0.99, lambda_=0.95, clip_param=0.2, entropy_coeff=0.01,
@@ -78,6 +78,8 @@ def ppo_config(env_id: str, model: dict | None = None, stack: str = "new",
         config.rl_module(rl_module_spec=RLModuleSpec(
             module_class=RIMActorCriticModule,
             model_config=model | {"max_seq_len": s["max_seq_len"]}))
+        if model.get("balance_loss"):
+            config.training(learner_class=RIMPPOTorchLearner)
     else:
         config.api_stack(enable_rl_module_and_learner=False,
                          enable_env_runner_and_connector_v2=False)

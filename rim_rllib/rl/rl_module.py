@@ -12,12 +12,15 @@ from dataclasses import fields
 from typing import Any
 
 import numpy as np
+from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
 from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 from ray.rllib.core.rl_module.torch import TorchRLModule
 
 from rim_rllib.actor_critic import MiniGridActorCritic
+
+AUX_LOSS = "aux_loss"
 
 # model_config keys that are RLlib's (its defaults are merged in), not the network's.
 RLLIB_KEYS = {field.name for field in fields(DefaultModelConfig)} | {"max_seq_len"}
@@ -31,8 +34,11 @@ class RIMActorCriticModule(TorchRLModule, ValueFunctionAPI):
     """CNN → RIM/LSTM → actor and critic (:class:`rim_rllib.actor_critic.MiniGridActorCritic`).
 
     ``model_config``: ``memory`` (``"rim"``/``"lstm"``), ``num_units``, ``hidden_size``,
-    ``k``, ``cell``, RIM attention sizes, and RLlib's ``max_seq_len`` (truncated BPTT
-    length). State: ``{"h": (S,), "c": (S,)}`` per episode (``"h"`` only for GRU units).
+    ``k``, ``cell``, RIM attention sizes, ``balance_loss`` (a weight: the training forward
+    then returns the weighted load-balancing loss as ``"aux_loss"``, which
+    :class:`RIMPPOTorchLearner` adds to PPO's loss), and RLlib's ``max_seq_len`` (truncated
+    BPTT length). State: ``{"h": (S,), "c": (S,)}`` per episode (``"h"`` only for GRU
+    units).
     """
 
     def setup(self):
@@ -50,10 +56,26 @@ class RIMActorCriticModule(TorchRLModule, ValueFunctionAPI):
 
     def _forward_train(self, batch, **kwargs):
         embeddings, state_out, _ = self.net.embed(batch[Columns.OBS], batch[Columns.STATE_IN])
-        return {Columns.ACTION_DIST_INPUTS: self.net.actor(embeddings),
-                Columns.STATE_OUT: state_out, Columns.EMBEDDINGS: embeddings}
+        out = {Columns.ACTION_DIST_INPUTS: self.net.actor(embeddings),
+               Columns.STATE_OUT: state_out, Columns.EMBEDDINGS: embeddings}
+        aux = self.net.aux_loss()
+        return out if aux is None else out | {AUX_LOSS: aux}
 
     def compute_values(self, batch, embeddings=None):
         if embeddings is None:
             embeddings, _, _ = self.net.embed(batch[Columns.OBS], batch[Columns.STATE_IN])
         return self.net.value(embeddings)
+
+
+class RIMPPOTorchLearner(PPOTorchLearner):
+    """PPO's learner plus the module's ``"aux_loss"`` (the RIM's weighted load-balancing
+    loss, when its ``balance_loss`` is on), logged as ``balance_loss``."""
+
+    def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):
+        loss = super().compute_loss_for_module(module_id=module_id, config=config,
+                                               batch=batch, fwd_out=fwd_out)
+        aux = fwd_out.get(AUX_LOSS)
+        if aux is None:
+            return loss
+        self.metrics.log_value((module_id, "balance_loss"), aux.detach(), window=1)
+        return loss + aux

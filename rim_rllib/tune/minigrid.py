@@ -4,7 +4,8 @@ environment and each transfer environment.
 
 Each PPO iteration reports ``frames``, ``train_return`` (RLlib's mean episode return
 while sampling), the PPO losses ``train_policy_loss``, ``train_vf_loss`` and
-``train_entropy`` (the policy's entropy) and ``samples_per_s`` (environment frames per
+``train_entropy`` (the policy's entropy; with the RIM's ``balance_loss``, also
+``train_balance_loss``) and ``samples_per_s`` (environment frames per
 second of the iteration); every ``checkpoint_every`` iterations and after the last one the trial
 saves a checkpoint (the RLlib algorithm). The last report adds ``return/<env>`` (mean
 evaluation return) and, for a RIM, ``activation/<env>/u<j>`` (unit ``j``'s activation
@@ -75,14 +76,18 @@ def _frames(result: dict) -> int:
     raise KeyError("no sampled-steps counter in the RLlib result")
 
 
-def _learner_metrics(result: dict) -> dict:
-    """The iteration's PPO losses from an RLlib result of either stack."""
+def learner_metrics(result: dict) -> dict:
+    """The iteration's PPO losses from an RLlib result of either stack, and the RIM's
+    weighted load-balancing loss when it is on (``train_balance_loss``)."""
     new_stack = result.get("learners", {}).get("default_policy")
-    stats = new_stack if new_stack is not None else (
-        result.get("info", {}).get("learner", {}).get("default_policy", {})
-        .get("learner_stats", {}))
-    return {f"train_{key}": float(stats.get(key, float("nan")))
-            for key in ("policy_loss", "vf_loss", "entropy")}
+    classic = result.get("info", {}).get("learner", {}).get("default_policy", {})
+    stats = new_stack if new_stack is not None else classic.get("learner_stats", {})
+    metrics = {f"train_{key}": float(stats.get(key, float("nan")))
+               for key in ("policy_loss", "vf_loss", "entropy")}
+    balance = stats.get("balance_loss", classic.get("model", {}).get("balance_loss"))
+    if balance is not None:
+        metrics["train_balance_loss"] = float(balance)
+    return metrics
 
 
 def _network(algo, stack: str):
@@ -135,7 +140,7 @@ def train_minigrid(config: dict) -> None:
             metrics = dict(frames=new_frames, train_return=result.get("env_runners", {}).get(
                 "episode_return_mean", float("nan")),
                            samples_per_s=(new_frames - frames) / seconds,
-                           **_learner_metrics(result))
+                           **learner_metrics(result))
             frames = new_frames
             done = frames >= cfg["frames"]
             if done:

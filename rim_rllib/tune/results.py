@@ -34,6 +34,8 @@ metric            string    ``accuracy`` (MNIST test accuracy), ``recall_ce``,
                             ``train_accuracy`` (sequence tasks: on the training data as
                             it was trained; copying: recall accuracy),
                             ``train_balance_loss`` (with ``balance_loss``),
+                            ``val_accuracy`` (MNIST with ``validation``: the held-out
+                            training images ASHA reads),
                             ``train_policy_loss``, ``train_vf_loss``, ``train_entropy``
                             (MiniGrid PPO) and ``samples_per_s`` (model-samples per
                             second of the trial's pack, the same in each member's row;
@@ -118,7 +120,8 @@ def _trial_metrics(names) -> tuple:
 
 TASKS = {
     "mnist": TaskLayout("model", lambda cfg: str(cfg.get("train_size")), "epoch", "epoch",
-                        "epochs", _member_metrics(("accuracy", *COLLAPSE_METRICS))),
+                        "epochs", _member_metrics(("accuracy", *COLLAPSE_METRICS))
+                        + ((re.compile(r"^m(?P<member>\d+)/accuracy_val$"), "val_accuracy"),)),
     "copying": TaskLayout("model", lambda cfg: str(cfg.get("dormant")), "epoch", "epoch",
                           "epochs",
                           _member_metrics(("recall_ce", "recall_accuracy",
@@ -127,7 +130,7 @@ TASKS = {
                            ((re.compile(r"^return/(?P<eval>.+)$"), "return"),
                             *_trial_metrics(("train_return", "train_policy_loss",
                                              "train_vf_loss", "train_entropy",
-                                             "samples_per_s")),
+                                             "train_balance_loss", "samples_per_s")),
                             *((re.compile(rf"^{name}/(?P<eval>.+)$"), name)
                               for name in COLLAPSE_METRICS))),
 }
