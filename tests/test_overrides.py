@@ -50,3 +50,15 @@ def test_the_estimate_scales_the_measured_default_study():
     few = study_spec("mnist", ks=[1, 2], seeds=[0])
     assert estimate_seconds(few, "cpu") == pytest.approx(full * 3 / 21)
     assert estimate_seconds(study_spec("minigrid-empty"), "cpu") is None
+
+
+def test_the_progress_table_has_a_short_column_per_swept_setting():
+    from rim_rllib.tune.study import progress_reporter
+    reporter = progress_reporter(study_spec("mnist"))
+    # The LSTM baseline's own lr (the preset's model_config) is a swept setting too.
+    assert reporter._parameter_columns == {"variant/model": "model", "variant/num_units": "Kt",
+                                           "variant/k": "Ka", "variant/cell": "cell",
+                                           "variant/lr": "lr", "seed": "seed"}
+    assert list(reporter._metric_columns) == ["accuracy", "training_iteration", "time_total_s"]
+    asha = progress_reporter(study_spec("mnist", asha=True))
+    assert list(asha._metric_columns)[:2] == ["accuracy_val", "accuracy"]
