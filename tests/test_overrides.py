@@ -62,3 +62,14 @@ def test_the_progress_table_has_a_short_column_per_swept_setting():
     assert list(reporter._metric_columns) == ["accuracy", "training_iteration", "time_total_s"]
     asha = progress_reporter(study_spec("mnist", asha=True))
     assert list(asha._metric_columns)[:2] == ["accuracy_val", "accuracy"]
+
+
+def test_a_nested_swept_setting_gets_a_column_per_inner_key():
+    from rim_rllib.tune.study import progress_reporter
+    from rim_rllib.tune.tasks import task_spec
+    spec = task_spec("minigrid-empty", "cpu", [
+        {"memory": "rim", "num_units": 4, "k": 3, "rim": None},
+        {"memory": "rim", "num_units": 4, "k": 3, "rim": {"balance_loss": 0.1}}])
+    columns = progress_reporter(spec)._parameter_columns
+    assert columns["variant/rim/balance_loss"] == "balance_loss"
+    assert "variant/rim" not in columns and columns["variant/k"] == "Ka"

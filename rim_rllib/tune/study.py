@@ -249,8 +249,15 @@ def progress_reporter(spec: StudySpec) -> tune.CLIReporter:
     """Tune's progress table with a short column per swept setting (model, cell, Kt, Ka,
     seed, ...) and the study's metric; Tune's default output shows the whole variant dict
     cut to 20 characters, which hides what a trial is."""
-    swept = dict.fromkeys(key for variant in spec.variants for key in variant)
-    columns = {f"variant/{key}": COLUMN_NAMES.get(key, key) for key in swept}
+    # A nested setting (MiniGrid's rim={"balance_loss": 0.1}) gets a column per inner key
+    # instead of its dict cut to 20 characters.
+    nested = {key for variant in spec.variants for key, value in variant.items()
+              if isinstance(value, dict)}
+    swept = dict.fromkeys(
+        (f"{key}/{inner}", inner) if key in nested else (key, key)
+        for variant in spec.variants for key, value in variant.items()
+        for inner in ((value or {}) if key in nested else [None]))
+    columns = {f"variant/{path}": COLUMN_NAMES.get(name, name) for path, name in swept}
     columns["seed"] = "seed"
     metrics = {spec.metric: spec.metric}
     if spec.metric.endswith("_val"):  # ASHA reads validation; the test metric is shown too
