@@ -15,7 +15,6 @@ input and state: collapse. Writes ``selection.csv`` next to the results.
 """
 
 import argparse
-import functools
 import json
 import sys
 from pathlib import Path
@@ -24,11 +23,8 @@ import pandas as pd
 import torch
 
 from rim_rllib.atomic import atomic_write
-from rim_rllib.mnist_data import find_data_dir, sequential_mnist
-from rim_rllib.models import SequenceClassifier
-from rim_rllib.packing import pack
-from rim_rllib.tune.config import flat_config, pack_members
-from rim_rllib.tune.sequence import RIM_KWARGS
+from rim_rllib.tune.config import flat_config
+from rim_rllib.tune.evaluate_mnist import load_trial, test_set
 
 
 def score_parts(model, x: torch.Tensor):
@@ -55,14 +51,6 @@ def top_set_agreement(mask: torch.Tensor, part: torch.Tensor, k: int) -> float:
     return float((top == mask).all(-1).float().mean())
 
 
-@functools.cache
-def test_inputs(data_dir: str | None, size: int, sequences: int) -> torch.Tensor:
-    """The first ``sequences`` test images at ``size`` as model input :math:`(N, T, 1)`,
-    read once for all the trials that share them."""
-    images, _ = sequential_mnist(find_data_dir(data_dir), "test", size)
-    return torch.from_numpy(images[:sequences]).float().unsqueeze(-1)
-
-
 def member_rows(trial_dir: Path, sequences: int) -> list[dict]:
     flat = flat_config(json.loads((trial_dir / "params.json").read_text()))
     if flat.get("model", "rim") != "rim" or "train_size" not in flat:
@@ -70,15 +58,8 @@ def member_rows(trial_dir: Path, sequences: int) -> list[dict]:
     checkpoint = max(trial_dir.glob("checkpoint_*"), key=lambda p: p.name, default=None)
     if checkpoint is None:
         return []
-    members = pack_members(flat)
-    kwargs = {key: flat[key] for key in RIM_KWARGS if key in flat}
-    model = pack([SequenceClassifier("rim", 1, 10, flat["hidden_size"], flat["num_units"],
-                                     cell=flat.get("cell", "lstm"), k=m["k"], **kwargs)
-                  for m in members])
-    state = torch.load(checkpoint / "state.pt", map_location="cpu", weights_only=True)
-    model.load_state_dict(state["model"])
-    model.eval()
-    x = test_inputs(flat.get("data_dir"), flat["train_size"], sequences)
+    model, cfg, members = load_trial(checkpoint)
+    x, _ = test_set(cfg["data_dir"], cfg["train_size"], sequences)
     with torch.no_grad():
         mask, bias_part, state_part = score_parts(model, x)
     rows = []

@@ -10,6 +10,7 @@ Markdown table (``--out`` also writes it as CSV), on the same test images at eve
 """
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -42,23 +43,32 @@ def load_trial(checkpoint: str | Path) -> tuple[torch.nn.Module, dict, list[dict
     return model.eval(), cfg, members
 
 
+@functools.cache
+def test_set(data_dir: str | None, size: int,
+             subset: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``subset`` test images (all with ``None``) at ``size`` as model input
+    :math:`(N, T, 1)` and their labels :math:`(N,)`; read once per process and arguments,
+    for every trial that evaluates on them."""
+    images, labels = sequential_mnist(find_data_dir(data_dir), "test", size)
+    return (torch.from_numpy(images[:subset]).float().unsqueeze(-1),
+            torch.from_numpy(labels[:subset]))
+
+
 @torch.no_grad()
 def accuracy_table(model: torch.nn.Module, cfg: dict, members: list[dict], sizes,
                    data_dir=None, subset: int | None = None,
                    batch_size: int = 500) -> pd.DataFrame:
     """One row per model (member, model, Kt, Ka, seed), the test accuracy in % at each of
     ``sizes`` (the first ``subset`` test images, or all)."""
-    directory = find_data_dir(data_dir or cfg["data_dir"])
     table = pd.DataFrame({"member": range(len(members)), "model": cfg["model"],
                           "Kt": cfg["num_units"], "Ka": [m["k"] for m in members],
                           "seed": [m["seed"] for m in members]})
     for size in sizes:
-        x_all, y_all = sequential_mnist(directory, "test", size)
-        x_all, y_all = torch.from_numpy(x_all[:subset]), torch.from_numpy(y_all[:subset])
+        x_all, y_all = test_set(data_dir or cfg["data_dir"], size, subset)
         correct = torch.zeros(len(members))
         for first in range(0, len(y_all), batch_size):
-            x = x_all[first:first + batch_size].float().unsqueeze(-1)
-            correct += (model(x).argmax(-1) == y_all[first:first + batch_size]).sum(1)
+            correct += (model(x_all[first:first + batch_size]).argmax(-1)
+                        == y_all[first:first + batch_size]).sum(1)
         trained = "*" if size == cfg["train_size"] else ""
         table[f"{size}{trained}"] = (100 * correct / len(y_all)).numpy().round(2)
     return table

@@ -120,8 +120,10 @@ class StudySpec:
 
     @property
     def num_trials(self) -> int:
+        if self.search != "grid":
+            return self.num_samples
         variants, seeds = self.trial_grid()
-        return len(variants) * len(seeds) if self.search == "grid" else self.num_samples
+        return len(variants) * len(seeds)
 
     @property
     def num_models(self) -> int:
@@ -253,11 +255,13 @@ def progress_reporter(spec: StudySpec) -> tune.CLIReporter:
     # instead of its dict cut to 20 characters.
     nested = {key for variant in spec.variants for key, value in variant.items()
               if isinstance(value, dict)}
-    swept = dict.fromkeys(
-        (f"{key}/{inner}", inner) if key in nested else (key, key)
-        for variant in spec.variants for key, value in variant.items()
-        for inner in ((value or {}) if key in nested else [None]))
-    columns = {f"variant/{path}": COLUMN_NAMES.get(name, name) for path, name in swept}
+    columns = {}
+    for variant in spec.variants:
+        for key, value in variant.items():
+            if key in nested:
+                columns |= {f"variant/{key}/{inner}": inner for inner in value or {}}
+            else:
+                columns[f"variant/{key}"] = COLUMN_NAMES.get(key, key)
     columns["seed"] = "seed"
     metrics = {spec.metric: spec.metric}
     if spec.metric.endswith("_val"):  # ASHA reads validation; the test metric is shown too
