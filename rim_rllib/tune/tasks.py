@@ -54,12 +54,18 @@ COPYING_PRESETS = {
     # MNIST cpu preset's model sizes, 100,000 training sequences per model in batches of
     # 16: at a dormant length of 10, batch 16 reached 89% recall with Ka=6 where batch 64
     # reached 42% on the same samples (lr 3e-3), and lr 6e-3 took Ka=4 to 92% in 70,000.
+    # Chrono initialisation (as in the MNIST preset) for the 30-step sequences: seed 0,
+    # Ka 1..6 after 100,000 sequences 33 / 68 / 63 / 86 / 94 / 98% recall, against 36 /
+    # 42 / 55 / 87 / 91 / 39% with PyTorch's; 9 epochs instead of 10 (in that run the
+    # tenth moved no row by more than 0.6 points) and the transfer lengths tested after
+    # the last one only, to keep the study within 15 minutes.
     "cpu": dict(base_config=dict(MNIST_SIZES["cpu"], input_dropout=0.0, comm_dropout=0.0,
                                  lr=6e-3, lr_schedule="cosine", warmup=0.05, batch_size=16,
-                                 compile=True, dormant=10, eval_dormants=(20, 40, 80),
-                                 train_sequences=10_000, eval_sequences=1_000,
-                                 eval_batch_size=250, transfer_eval_every=5),
-                seeds=[0, 1, 2], iterations=10, pack="sweep", cpus_per_trial=2),
+                                 init="chrono", compile=True, dormant=10,
+                                 eval_dormants=(20, 40, 80), train_sequences=10_000,
+                                 eval_sequences=1_000, eval_batch_size=250,
+                                 transfer_eval_every=9),
+                seeds=[0, 1, 2], iterations=9, pack="sweep", cpus_per_trial=2),
     # The reference's sizes and training (its copying.py): train at 50, test at 200; like
     # the MNIST paper preset, the sweep in one compiled, CUDA-graphed pack per GPU.
     "paper": dict(base_config=dict(hidden_size=100, num_units=6, input_key_size=128,
