@@ -1,7 +1,7 @@
 """The main job: a Ray Tune sweep over Ka (active RIM units) with the LSTM baseline as a
 row, then the train-vs-transfer table.
 
-    python studies/ka_sweep.py                    # MNIST, 'cpu' preset: ~14-17 min on 2 cores
+    python studies/ka_sweep.py                    # MNIST, 'cpu' preset: ~14-18 min on 2 cores
     python studies/ka_sweep.py --task copying     # the copying task
     python studies/ka_sweep.py --task minigrid-empty
     python studies/ka_sweep.py --preset paper --address auto --storage /shared/studies
