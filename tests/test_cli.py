@@ -62,7 +62,9 @@ def mnist_env(tmp_path, monkeypatch):
      "error: config['stack'] must be one of ['new', 'classic']"),
 ])
 @pytest.mark.parametrize("script", ["ka_sweep", "collapse"])
-def test_bad_study_arguments_exit_with_one_line(script, argv, message, mnist_env, capsys):
+def test_bad_study_arguments_exit_with_one_line(script, argv, message, mnist_env, capsys,
+                                                tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default --storage, ./results, is made before some checks
     with pytest.raises(SystemExit) as exit_info:
         load(script).main(argv)
     assert exit_info.value.code != 0
