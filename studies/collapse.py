@@ -10,8 +10,10 @@ Cures (off in every other study, so results stay comparable with the reference):
 gating), ``gumbel`` the same with Gumbel noise, ``score-dropout`` each unit left out of a
 step's ranking with probability 0.25, ``balance`` the load-balancing loss at weight 0.1
 (Switch Transformer's), ``anneal`` dense-to-sparse training over the first 80% of the steps
-(``k_anneal``; the MNIST ``cpu`` preset's default, switched off for every other cure here).
-``none`` is the uncured RIM. See the README's unit-collapse section.
+(``k_anneal``; the MNIST ``cpu`` preset's default, switched off for every other cure here),
+``balance-anneal`` both of the last two (annealing gives the units that lose the first
+rankings the gradient that the loss then needs to balance them). ``none`` is the uncured
+RIM. See the README's unit-collapse section.
 """
 
 import sys
@@ -26,10 +28,11 @@ CURES = {
     "score-dropout": {"score_dropout": 0.25},
     "balance": {"balance_loss": 0.1},
     "anneal": {"k_anneal": 0.8},
+    "balance-anneal": {"balance_loss": 0.1, "k_anneal": 0.8},
 }
 # What the MiniGrid trainable cannot take yet: the annealed number of active units (the
 # sequence trainables' training loop does it).
-SEQUENCE_ONLY = ("anneal",)
+SEQUENCE_ONLY = ("anneal", "balance-anneal")
 
 
 def cure_variants(task: str, ks, cures) -> list[dict]:

@@ -116,8 +116,9 @@ def test_bad_cures_exit_with_one_line(argv, message, mnist_env, capsys):
 def test_each_collapse_cure_runs_alone():
     """The MNIST preset anneals its RIMs; in the collapse study only the anneal cure does,
     so that 'none' is the uncured RIM."""
-    variants = load("collapse").cure_variants("mnist", [2], ["none", "noise", "anneal"])
-    assert [(v["k_anneal"], v.get("score_noise")) for v in variants] == [
-        (0.0, None), (0.0, 0.5), (0.8, None)]
+    variants = load("collapse").cure_variants("mnist", [2], ["none", "noise", "anneal",
+                                                            "balance-anneal"])
+    assert [(v["k_anneal"], v.get("score_noise"), v.get("balance_loss")) for v in variants] == [
+        (0.0, None, None), (0.0, 0.5, None), (0.8, None, None), (0.8, None, 0.1)]
     assert "k_anneal" not in load("collapse").cure_variants("minigrid-empty", [2],
                                                              ["none"])[0]
