@@ -98,11 +98,11 @@ def rim_step(h: Tensor, c: Tensor | None, keys_t: Tensor, x_t: Tensor,
     B, D)`; ``keep_t``, ``comm_keep_t``: the step's dropout factors or ``None``;
     ``jitter_t`` :math:`(M, K_t, B)`: added to the selection scores for the ranking only
     (score noise and dropout; see :class:`RIMCell`), or ``None``; ``sizes``:
-    ``(M, K_t, B, G, comm heads, comm split, is_lstm, balance)``. Returns the new ``h`` and
+    ``(M, K_t, B, G, comm heads, comm split, is_lstm, balance, cosine)``. Returns the new ``h`` and
     ``c``, the 0/1 activation mask :math:`(M, K_t, B)` and, when ``balance``, each unit's
     share of the selection softmax :math:`(M, K_t, B)` (else ``None``).
     """
-    members, units, batch, gate_size, comm_heads, comm_split, is_lstm, balance = sizes
+    members, units, batch, gate_size, comm_heads, comm_split, is_lstm, balance, cosine = sizes
     groups = members * units
     hq = torch.baddbmm(w.b_hq, h, w.w_hq)                                  # (MK, B, G+nh*dk)
     gh, query = hq.split([gate_size, hq.shape[-1] - gate_size], dim=2)
@@ -113,7 +113,11 @@ def rim_step(h: Tensor, c: Tensor | None, keys_t: Tensor, x_t: Tensor,
     if w.rank_keep is None:
         mask = torch.ones_like(real)
     else:
-        ranked = real if jitter_t is None else real + jitter_t
+        ranked = real
+        if cosine:
+            norms = query.view(members, units, batch, -1).norm(dim=-1) * keys_t.norm(dim=-1)
+            ranked = real / norms.clamp_min(1e-12)
+        ranked = ranked if jitter_t is None else ranked + jitter_t
         top = ranked.topk(w.rank_keep.shape[1], dim=1).indices
         mask = torch.zeros_like(real).scatter_(1, top, w.rank_keep)
     a_real = p_real * mask
@@ -231,6 +235,8 @@ class RIMScan(nn.Module):
     score_noise: float = 0.0
     score_noise_type: str = "gaussian"
     score_dropout: float = 0.0
+    #: Rank units by the cosine of query and key instead of their dot product.
+    cosine_scores: bool = False
     #: The last forward's :func:`load_balance_loss`, :math:`(M,)`, when :attr:`balance_loss`.
     aux_loss: Tensor | None = None
     #: In training, how far each member's number of active units is raised from its ``k``
@@ -366,7 +372,7 @@ class RIMScan(nn.Module):
         weights = StepWeights(w_hq, b_hq, null_key, w_in, ih_bias, w_comm, b_comm,
                               out_bias, self.comm_output.weight, self._rank_keep(batch, x))
         sizes = (members, units, batch, gate_size, c_heads, comm_split, self.is_lstm,
-                 self.balance_loss)
+                 self.balance_loss, self.cosine_scores)
         step = _step_function(self.compile_options)
         h = state[0]
         c = state[1] if self.is_lstm else None
@@ -421,6 +427,13 @@ class RIMCell(RIMScan):
             before the top-``k`` (noisy top-k gating; the attention itself is unchanged).
         score_dropout: in training, drop each unit from the top-``k`` ranking of a step
             with this probability (it wins only if fewer than ``k`` others remain).
+        cosine_scores: rank the units by the cosine of their query and the input's key
+            instead of the scaled dot product, in training and evaluation (the attention
+            itself is unchanged). A unit's query grows with its state, and an inactive
+            unit's state is frozen: with dot products a unit that lost the first steps
+            from the zero state keeps a small query and loses every later step; the
+            cosine ranks by direction alone (as cosine routing does for mixtures of
+            experts, Chi et al., 2022).
 
     Inputs: input, hx
         - input: :math:`(B, D)`.
@@ -439,7 +452,7 @@ class RIMCell(RIMScan):
                  num_comm_heads: int = 4, comm_dropout: float = 0.1,
                  balance_loss: bool = False, score_noise: float = 0.0,
                  score_noise_type: str = "gaussian", score_dropout: float = 0.0,
-                 device=None, dtype=None):
+                 cosine_scores: bool = False, device=None, dtype=None):
         super().__init__()
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
                             ("num_units", num_units), ("input_key_size", input_key_size),
@@ -489,6 +502,9 @@ class RIMCell(RIMScan):
         self.score_noise = score_noise
         self.score_noise_type = score_noise_type
         self.score_dropout = score_dropout
+        if not isinstance(cosine_scores, bool):
+            raise ValueError(f"cosine_scores must be True or False, got {cosine_scores!r}")
+        self.cosine_scores = cosine_scores
 
         self.key = nn.Linear(input_size, num_input_heads * input_key_size, **factory)
         self.value = nn.Linear(input_size, num_input_heads * input_value_size, **factory)

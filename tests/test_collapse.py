@@ -106,6 +106,35 @@ def test_selection_cures_vary_the_selection_in_training_only(knob):
     assert torch.equal(mask_c, mask_p) and torch.equal(out_c, out_p)
 
 
+def test_cosine_scores_rank_units_by_the_direction_of_their_query():
+    """With cosine_scores a step's active units are the top k of cos(query, key), in
+    training and eval, whatever the scale of a unit's query map; the dot product ranking
+    moves with that scale."""
+    from rim_rllib import RIMCell
+    torch.manual_seed(0)
+    kwargs = dict(input_dropout=0.0, comm_dropout=0.0)
+    cosine = RIMCell(3, 8, 5, 2, cosine_scores=True, **kwargs)
+    dot = RIMCell(3, 8, 5, 2, **kwargs)
+    dot.load_state_dict(cosine.state_dict())
+    x, h, c = torch.randn(64, 3), torch.randn(64, 5, 8), torch.randn(64, 5, 8)
+    queries, key = cosine.query(h), cosine.key(x).unsqueeze(1)            # (B, Kt, d), (B, 1, d)
+    expected = torch.zeros(64, 5, dtype=torch.bool).scatter_(
+        1, torch.cosine_similarity(queries, key, dim=-1).topk(2, dim=1).indices, True)
+    for mode in (cosine.train, cosine.eval):
+        mode()
+        assert torch.equal(cosine(x, (h, c), return_mask=True)[1], expected)
+    masks = {}
+    for name, cell in (("cosine", cosine), ("dot", dot)):
+        before = cell(x, (h, c), return_mask=True)[1]
+        with torch.no_grad():
+            cell.query.weight[0] *= 100
+            cell.query.bias[0] *= 100
+        masks[name] = before, cell(x, (h, c), return_mask=True)[1]
+    assert torch.equal(*masks["cosine"]) and not torch.equal(*masks["dot"])
+    with pytest.raises(ValueError, match="cosine_scores must be True or False, got 1"):
+        RIMCell(3, 8, 5, 2, cosine_scores=1)
+
+
 def test_bad_selection_cures_are_named():
     from rim_rllib import RIM
     with pytest.raises(ValueError, match="score_noise must be a scale >= 0, got -1"):
