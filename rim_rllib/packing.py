@@ -25,7 +25,8 @@ from rim_rllib.rim import CELLS, RIM, RIMCell, RIMScan, RIMStack, checked_states
 CELL_SIZES = ("input_size", "hidden_size", "num_units", "cell", "input_key_size",
               "input_value_size", "num_input_heads", "input_dropout", "comm_key_size",
               "comm_value_size", "num_comm_heads", "comm_dropout", "balance_loss",
-              "score_noise", "score_noise_type", "score_dropout", "cosine_scores")
+              "score_noise", "score_noise_type", "score_dropout", "cosine_scores",
+              "query_bias")
 RIM_SIZES = ("input_size", "hidden_size", "num_units", "cell", "num_layers", "bidirectional",
              "batch_first", "dropout")
 # A RIMCell's input key and value maps are nn.Linear (weight out x in); packed, they are a
@@ -161,7 +162,8 @@ class PackedRIMCell(RIMScan):
         self.value = GroupLinear(self.input_size, heads * self.input_value_size, members,
                                  **factory)
         groups = members * units
-        self.query = GroupLinear(hidden, heads * self.input_key_size, groups, **factory)
+        self.query = GroupLinear(hidden, heads * self.input_key_size, groups,
+                                 bias=self.query_bias, **factory)
         self.rnn = CELLS[self.cell](self.input_value_size, hidden, groups, **factory)
         self.comm_query = GroupLinear(hidden, comm_heads * self.comm_key_size, groups, **factory)
         self.comm_key = GroupLinear(hidden, comm_heads * self.comm_key_size, groups, **factory)

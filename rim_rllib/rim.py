@@ -237,6 +237,8 @@ class RIMScan(nn.Module):
     score_dropout: float = 0.0
     #: Rank units by the cosine of query and key instead of their dot product.
     cosine_scores: bool = False
+    #: Whether the per-unit query maps have a bias.
+    query_bias: bool = True
     #: The last forward's :func:`load_balance_loss`, :math:`(M,)`, when :attr:`balance_loss`.
     aux_loss: Tensor | None = None
     #: In training, how far each member's number of active units is raised from its ``k``
@@ -350,7 +352,10 @@ class RIMScan(nn.Module):
         if self.is_lstm:  # the LSTM sums both biases; the GRU needs b_ih apart (gate n)
             hh_bias = hh_bias + self.rnn.ih.bias
         w_hq = torch.cat([self.rnn.hh.weight, self.query.weight], dim=2)
-        b_hq = torch.cat([hh_bias, self.query.bias], dim=1).unsqueeze(1)
+        query_b = self.query.bias
+        if query_b is None:
+            query_b = hh_bias.new_zeros(groups, self.query.out_features)
+        b_hq = torch.cat([hh_bias, query_b], dim=1).unsqueeze(1)
         ih_bias = self.rnn.ih.bias.unsqueeze(1)  # the GRU adds it apart from gate n's h-part
 
         c_heads, c_dq, c_dv = self.num_comm_heads, self.comm_key_size, self.comm_value_size
@@ -434,6 +439,8 @@ class RIMCell(RIMScan):
             from the zero state keeps a small query and loses every later step; the
             cosine ranks by direction alone (as cosine routing does for mixtures of
             experts, Chi et al., 2022).
+        query_bias: give each unit's query map a bias (the reference's have none; without
+            one, a unit whose state is zero scores 0 on every input).
 
     Inputs: input, hx
         - input: :math:`(B, D)`.
@@ -452,7 +459,8 @@ class RIMCell(RIMScan):
                  num_comm_heads: int = 4, comm_dropout: float = 0.1,
                  balance_loss: bool = False, score_noise: float = 0.0,
                  score_noise_type: str = "gaussian", score_dropout: float = 0.0,
-                 cosine_scores: bool = False, device=None, dtype=None):
+                 cosine_scores: bool = False, query_bias: bool = True, device=None,
+                 dtype=None):
         super().__init__()
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
                             ("num_units", num_units), ("input_key_size", input_key_size),
@@ -505,11 +513,14 @@ class RIMCell(RIMScan):
         if not isinstance(cosine_scores, bool):
             raise ValueError(f"cosine_scores must be True or False, got {cosine_scores!r}")
         self.cosine_scores = cosine_scores
+        if not isinstance(query_bias, bool):
+            raise ValueError(f"query_bias must be True or False, got {query_bias!r}")
+        self.query_bias = query_bias
 
         self.key = nn.Linear(input_size, num_input_heads * input_key_size, **factory)
         self.value = nn.Linear(input_size, num_input_heads * input_value_size, **factory)
         self.query = GroupLinear(hidden_size, num_input_heads * input_query_size, num_units,
-                                 **factory)
+                                 bias=query_bias, **factory)
         self.rnn = CELLS[cell](input_value_size, hidden_size, num_units, **factory)
         self.comm_query = GroupLinear(hidden_size, num_comm_heads * comm_query_size,
                                       num_units, **factory)

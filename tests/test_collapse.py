@@ -135,6 +135,31 @@ def test_cosine_scores_rank_units_by_the_direction_of_their_query():
         RIMCell(3, 8, 5, 2, cosine_scores=1)
 
 
+def test_without_query_bias_a_rim_is_the_one_with_its_query_bias_at_zero():
+    """query_bias=False (the reference's query maps) computes what a RIM whose query
+    biases are zero computes, packed or alone."""
+    from rim_rllib import RIM, pack
+    kwargs = dict(input_dropout=0.0, comm_dropout=0.0)
+    torch.manual_seed(0)
+    plain = RIM(3, 8, 5, 2, **kwargs)
+    members = [RIM(3, 8, 5, k, query_bias=False, **kwargs) for k in (1, 2)]
+    assert all(m.cells[0].query.bias is None for m in members)
+    with torch.no_grad():
+        plain.cells[0].query.bias.zero_()
+    members[1].load_state_dict(plain.state_dict(), strict=False)
+    x = torch.randn(12, 4, 3)
+    out, h_n, mask = members[1](x, return_mask=True)
+    out_p, h_p, mask_p = plain(x, return_mask=True)
+    assert torch.equal(mask, mask_p)
+    torch.testing.assert_close(out, out_p)
+    packed = pack(members)
+    for i, member in enumerate(members):
+        torch.testing.assert_close(packed(x)[0][i], member(x)[0])
+    assert [m.cells[0].query.bias for m in packed.unpack()] == [None, None]
+    with pytest.raises(ValueError, match="query_bias must be True or False, got 0"):
+        RIM(3, 8, 5, 2, query_bias=0)
+
+
 def test_bad_selection_cures_are_named():
     from rim_rllib import RIM
     with pytest.raises(ValueError, match="score_noise must be a scale >= 0, got -1"):
