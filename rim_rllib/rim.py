@@ -40,6 +40,11 @@ def _check_cell(cell) -> None:
         raise ValueError(f"cell must be one of {sorted(CELLS)}, got {cell!r}")
 
 
+def _check_bool(name: str, value) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
 def _check_dropout(name: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
         raise ValueError(f"{name} must be a probability in [0, 1), got {value!r}")
@@ -98,16 +103,17 @@ def rim_step(h: Tensor, c: Tensor | None, keys_t: Tensor, x_t: Tensor,
     B, D)`; ``keep_t``, ``comm_keep_t``: the step's dropout factors or ``None``;
     ``jitter_t`` :math:`(M, K_t, B)`: added to the selection scores for the ranking only
     (score noise and dropout; see :class:`RIMCell`), or ``None``; ``sizes``:
-    ``(M, K_t, B, G, comm heads, comm split, is_lstm, balance, cosine)``. Returns the new ``h`` and
-    ``c``, the 0/1 activation mask :math:`(M, K_t, B)` and, when ``balance``, each unit's
-    share of the selection softmax :math:`(M, K_t, B)` (else ``None``).
+    ``(M, K_t, B, G, comm heads, comm split, is_lstm, balance, cosine)``. Returns the new
+    ``h`` and ``c``, the 0/1 activation mask :math:`(M, K_t, B)` and, when ``balance``,
+    each unit's share of the selection softmax :math:`(M, K_t, B)` (else ``None``).
     """
     members, units, batch, gate_size, comm_heads, comm_split, is_lstm, balance, cosine = sizes
     groups = members * units
     hq = torch.baddbmm(w.b_hq, h, w.w_hq)                                  # (MK, B, G+nh*dk)
     gh, query = hq.split([gate_size, hq.shape[-1] - gate_size], dim=2)
     query = query.reshape(members, units * batch, -1)
-    real = (query.view(members, units, batch, -1) * keys_t).sum(-1)       # (M, K, B)
+    unit_queries = query.view(members, units, batch, -1)
+    real = (unit_queries * keys_t).sum(-1)                                 # (M, K, B)
     null = torch.bmm(query, w.null_key).view(members, units, batch)
     p_real = torch.sigmoid(real - null)  # softmax over {real, null}
     if w.rank_keep is None:
@@ -115,7 +121,7 @@ def rim_step(h: Tensor, c: Tensor | None, keys_t: Tensor, x_t: Tensor,
     else:
         ranked = real
         if cosine:
-            norms = query.view(members, units, batch, -1).norm(dim=-1) * keys_t.norm(dim=-1)
+            norms = unit_queries.norm(dim=-1) * keys_t.norm(dim=-1)
             ranked = real / norms.clamp_min(1e-12)
         ranked = ranked if jitter_t is None else ranked + jitter_t
         top = ranked.topk(w.rank_keep.shape[1], dim=1).indices
@@ -497,8 +503,7 @@ class RIMCell(RIMScan):
         self.comm_value_size = comm_value_size
         self.num_comm_heads = num_comm_heads
         self.comm_dropout = comm_dropout
-        if not isinstance(balance_loss, bool):
-            raise ValueError(f"balance_loss must be True or False, got {balance_loss!r}")
+        _check_bool("balance_loss", balance_loss)
         self.balance_loss = balance_loss
         if (isinstance(score_noise, bool) or not isinstance(score_noise, (int, float))
                 or score_noise < 0):
@@ -510,11 +515,9 @@ class RIMCell(RIMScan):
         self.score_noise = score_noise
         self.score_noise_type = score_noise_type
         self.score_dropout = score_dropout
-        if not isinstance(cosine_scores, bool):
-            raise ValueError(f"cosine_scores must be True or False, got {cosine_scores!r}")
+        _check_bool("cosine_scores", cosine_scores)
         self.cosine_scores = cosine_scores
-        if not isinstance(query_bias, bool):
-            raise ValueError(f"query_bias must be True or False, got {query_bias!r}")
+        _check_bool("query_bias", query_bias)
         self.query_bias = query_bias
 
         self.key = nn.Linear(input_size, num_input_heads * input_key_size, **factory)
