@@ -205,20 +205,26 @@ def compile_steps(module: nn.Module, **options) -> nn.Module:
     return module
 
 
-def set_dense_fraction_(module: nn.Module, fraction: float) -> nn.Module:
+def set_dense_fraction_(module: nn.Module, fraction: float, in_eval: bool = False
+                        ) -> nn.Module:
     """Dense-to-sparse training of every RIM recurrence in ``module``: in training mode
     each member (of ``k`` active units out of ``num_units``) activates
-    ``round(k + (num_units - k) * fraction)`` units per step; evaluation always uses ``k``.
-    A training loop that lowers ``fraction`` from 1 to 0 over its first steps lets every
-    unit learn before the top-``k`` competition starts (without it a unit that loses the
-    first rankings gets no gradient to win later: unit collapse, worst at small ``k``).
-    Not for CUDA-graphed steps (the counts are fixed at capture). Returns ``module``."""
+    ``round(k + (num_units - k) * fraction)`` units per step; evaluation uses ``k`` unless
+    ``in_eval``. A training loop that lowers ``fraction`` from 1 to 0 over its first steps
+    lets every unit learn before the top-``k`` competition starts (without it a unit that
+    loses the first rankings gets no gradient to win later: unit collapse, worst at small
+    ``k``). ``in_eval=True`` is for reinforcement learning, where the agent acts in eval
+    mode: its behaviour policy must use the same units as the policy it learns (a training
+    loop that sets it sets ``fraction`` back to 0 before evaluating). Not for CUDA-graphed
+    steps (the counts are fixed at capture). Returns ``module``."""
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) \
             or not 0 <= fraction <= 1:
         raise ValueError(f"fraction must be a number in [0, 1], got {fraction!r}")
+    _check_bool("in_eval", in_eval)
     for sub in module.modules():
         if isinstance(sub, RIMScan):
             sub.dense_fraction = float(fraction)
+            sub.dense_in_eval = in_eval
     return module
 
 
@@ -250,6 +256,8 @@ class RIMScan(nn.Module):
     #: In training, how far each member's number of active units is raised from its ``k``
     #: towards ``num_units`` (0: ``k``, 1: every unit); set by :func:`set_dense_fraction_`.
     dense_fraction: float = 0.0
+    #: Whether :attr:`dense_fraction` applies in eval mode too; see :func:`set_dense_fraction_`.
+    dense_in_eval: bool = False
     #: ``((ks, width, device, dtype), rank keep)`` of the last :meth:`_rank_keep`.
     _rank_keep_cache: tuple = (None, None)
 
@@ -298,7 +306,7 @@ class RIMScan(nn.Module):
         ks = self._member_ks()
         # While annealing, the ranking keeps all num_units places, so that the counts can
         # change every step without a new shape (and a recompiled step).
-        annealing = self.training and self.dense_fraction > 0
+        annealing = (self.training or self.dense_in_eval) and self.dense_fraction > 0
         if annealing:
             ks = tuple(round(k + (self.num_units - k) * self.dense_fraction) for k in ks)
         elif min(ks) == self.num_units:

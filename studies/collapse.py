@@ -3,14 +3,15 @@ the task's metric and the collapse metrics (switch rate, usage entropy) per cure
 
     python studies/collapse.py                                   # MNIST, cpu preset
     python studies/collapse.py --ka 2 4 --cures none noise balance
-    python studies/collapse.py --task minigrid-empty             # all but anneal
+    python studies/collapse.py --task minigrid-empty
 
 Cures (off in every other study, so results stay comparable with the reference):
 ``noise`` Gaussian noise of scale 0.5 on the selection scores in training (noisy top-k
 gating), ``gumbel`` the same with Gumbel noise, ``score-dropout`` each unit left out of a
 step's ranking with probability 0.25, ``balance`` the load-balancing loss at weight 0.1
 (Switch Transformer's), ``anneal`` dense-to-sparse training over the first 80% of the steps
-(``k_anneal``; the MNIST ``cpu`` preset's default, switched off for every other cure here),
+(``k_anneal``: of the frames on MiniGrid, where the agent also acts with the annealed units;
+the MNIST ``cpu`` preset's default, switched off for every other cure here),
 ``balance-anneal`` both of the last two (annealing gives the units that lose the first
 rankings the gradient that the loss then needs to balance them). ``none`` is the uncured
 RIM. See the README's unit-collapse section.
@@ -30,9 +31,9 @@ CURES = {
     "anneal": {"k_anneal": 0.8},
     "balance-anneal": {"balance_loss": 0.1, "k_anneal": 0.8},
 }
-# What the MiniGrid trainable cannot take yet: the annealed number of active units (the
-# sequence trainables' training loop does it).
-SEQUENCE_ONLY = ("anneal", "balance-anneal")
+# Cure keys of the training loop; MiniGrid trials take the others (RIM arguments) under
+# ``rim``.
+LOOP_KEYS = ("k_anneal",)
 
 
 def cure_variants(task: str, ks, cures) -> list[dict]:
@@ -45,25 +46,26 @@ def cure_variants(task: str, ks, cures) -> list[dict]:
         # One cure at a time: a preset's own annealing is off unless it is the cure.
         return [{"model": "rim", "num_units": kt, "k": k, "cell": "lstm", "k_anneal": 0.0,
                  **CURES[cure]} for cure in cures for k in ks]
-    wrong = [cure for cure in cures if cure in SEQUENCE_ONLY]
-    if wrong:
-        raise ValueError(f"--cures {' '.join(wrong)}: only for the sequence tasks "
-                         f"{list(SEQUENCE_TASKS)} (the MiniGrid trainable trains at Ka)")
-    return [{"memory": "rim", "num_units": kt, "k": k, "cell": "lstm",
-             "rim": CURES[cure] or None} for cure in cures for k in ks]
+    variants = []
+    for cure in cures:
+        rim = {key: value for key, value in CURES[cure].items() if key not in LOOP_KEYS}
+        loop = {key: value for key, value in CURES[cure].items() if key in LOOP_KEYS}
+        variants += [{"memory": "rim", "num_units": kt, "k": k, "cell": "lstm",
+                      "k_anneal": 0.0, "rim": rim or None, **loop} for k in ks]
+    return variants
 
 
 def main(argv=None) -> int:
     parser = sweep_parser(__doc__)
     parser.add_argument("--cures", nargs="+", choices=list(CURES), default=None,
-                        help="default: every cure that applies to the task")
+                        help="default: every cure")
     args = parser.parse_args(argv)
-    args.cures = args.cures or [cure for cure in CURES if args.task in SEQUENCE_TASKS
-                                or cure not in SEQUENCE_ONLY]
+    args.cures = args.cures or list(CURES)
     kt = DEFAULT_KT[args.task if args.task in SEQUENCE_TASKS else "minigrid"]
     ks = args.ka or range(1, kt + 1)
-    by = (sorted({key for cure in args.cures for key in CURES[cure]})
-          if args.task in SEQUENCE_TASKS else ["rim"])
+    by = sorted({key for cure in args.cures for key in CURES[cure]})
+    if args.task not in SEQUENCE_TASKS:  # RIM arguments ride in one ``rim`` dict there
+        by = [key for key in by if key in LOOP_KEYS] + ["rim"]
     path, table = run_and_tabulate(parser, args, lambda: task_spec(
         args.task, args.preset, cure_variants(args.task, ks, args.cures), args.seeds,
         args.name or f"collapse-{args.task}-{args.preset}", args.data_dir, asha=args.asha,

@@ -189,11 +189,17 @@ def test_dense_to_sparse_training_raises_the_active_units_in_training_only():
     set_dense_fraction_(packed, 1.0).eval()
     assert [set(m.sum(-1).unique().tolist()) for m in packed(x, return_mask=True)[2]] \
         == [{1}, {3}]
+    # An RL agent acts in eval mode: with in_eval its behaviour anneals too.
+    set_dense_fraction_(packed, 0.5, in_eval=True)
+    assert [set(m.sum(-1).unique().tolist()) for m in packed(x, return_mask=True)[2]] \
+        == [{4}, {4}]
     set_dense_fraction_(packed.train(), 0.0)
     out, _, mask = packed(x, return_mask=True)
     assert torch.equal(out, plain_out) and torch.equal(mask, plain_mask)
     with pytest.raises(ValueError, match=r"fraction must be a number in \[0, 1\], got 1.5"):
         set_dense_fraction_(packed, 1.5)
+    with pytest.raises(ValueError, match=r"in_eval must be True or False, got 'yes'"):
+        set_dense_fraction_(packed, 0.5, in_eval="yes")
 
 
 def test_k_anneal_trains_dense_to_sparse_and_ends_at_ka(mnist_dir):

@@ -17,7 +17,7 @@ from rim_rllib.actor_critic import MiniGridActorCritic
 from rim_rllib.collapse import COLLAPSE_METRICS
 from rim_rllib.rl import RIMActorCriticModule, RIMRecurrentModel, make_minigrid
 from rim_rllib.rl.evaluate import evaluate, load_network, main as evaluate_main
-from rim_rllib.rl.ppo import ppo_config, save_algorithm
+from rim_rllib.rl.ppo import ppo_config, save_algorithm, set_dense_fraction
 from rim_rllib.tune.results import read_results
 from rim_rllib.tune.study import run_study
 from rim_rllib.tune.tasks import study_spec
@@ -140,8 +140,10 @@ def test_ppo_trains_rim_on_minigrid(stack, tmp_path, ray_session, capsys, monkey
 
 def test_minigrid_study_writes_train_and_transfer_rows(tmp_path, ray_session):
     spec = study_spec("minigrid-empty", "cpu", ks=[2], seeds=[0], name="tiny-minigrid")
+    # Dense-to-sparse over all frames: the RIM trains with 4 then 3 active units, and is
+    # evaluated with its Ka=2.
     spec.base_config |= dict(frames=128, eval_episodes=2, eval_envs=("MiniGrid-Empty-6x6-v0",),
-                             ppo=dict(FAST_PPO))
+                             ppo=dict(FAST_PPO), k_anneal=1.0)
     home_results = Path("~/ray_results").expanduser()
     before = set(home_results.iterdir()) if home_results.is_dir() else set()
     path = run_study(spec, storage=str(tmp_path))
@@ -173,6 +175,8 @@ def test_minigrid_study_writes_train_and_transfer_rows(tmp_path, ray_session):
     counts = pd.read_parquet(files[0])
     assert {"key in view", "goal in view", "carrying key", "all"} <= set(counts["condition"])
     assert set(counts["eval_on"]) == {"MiniGrid-Empty-5x5-v0", "MiniGrid-Empty-6x6-v0"}
+    every_step = counts[counts["condition"] == "all"].groupby("eval_on")
+    assert (every_step["active"].sum() == 2 * every_step["steps"].first()).all()
     assert activations_main([str(tmp_path / "tiny-minigrid")]) == 0
     assert (tmp_path / "tiny-minigrid" / "activations.png").is_file()
 
@@ -196,11 +200,40 @@ def test_env_runner_counts_split_the_environments():
         ppo_config("MiniGrid-Empty-5x5-v0", num_env_runners=3)
 
 
-def test_minigrid_checkpoint_interval_is_checked():
+def test_minigrid_checkpoint_interval_and_annealing_are_checked():
     from rim_rllib.tune.minigrid import resolve_config
     assert resolve_config({})["checkpoint_every"] == 10
+    assert resolve_config({})["k_anneal"] == 0.0
     with pytest.raises(ValueError, match=r"config\['checkpoint_every'\] must be a positive"):
         resolve_config({"checkpoint_every": 0})
+    with pytest.raises(ValueError, match=r"config\['k_anneal'\] must be the fraction of "
+                       r"training frames in \[0, 1\].*got -0.5"):
+        resolve_config({"k_anneal": -0.5})
+
+
+@pytest.mark.parametrize("stack", ["new", "classic"])
+def test_dense_to_sparse_ppo_acts_with_the_units_it_trains(stack, ray_session):
+    """set_dense_fraction reaches the network that acts (in eval mode) and the one the
+    learner trains: at 1 a Ka=1 agent of 4 units uses all 4 in both, at 0 its one."""
+    algo = ppo_config("MiniGrid-Empty-5x5-v0", model={"memory": "rim", "k": 1}, stack=stack,
+                      num_env_runners=0, seed=0, **FAST_PPO).build_algo()
+    try:
+        if stack == "new":
+            acting = algo.get_module().net
+            learning = [r.get() for r in algo.learner_group.foreach_learner(
+                lambda learner: learner.module["default_policy"].net)][0]
+            assert learning is not acting
+        else:  # the classic stack learns in the local worker's policy
+            acting = learning = algo.get_policy().model.net
+        obs = random_obs(2, 5).float()
+        for fraction, active in ((1.0, 4), (0.0, 1)):
+            set_dense_fraction(algo, fraction)
+            algo.train()  # samples and learns with the annealed units
+            masks = [net.eval().embed(obs, net.initial_state(2), return_mask=True)[2]
+                     for net in (acting, learning)]
+            assert [set(m.sum(-1).unique().tolist()) for m in masks] == [{active}] * 2
+    finally:
+        algo.stop()
 
 
 @pytest.mark.parametrize("stack", ["new", "classic"])

@@ -14,6 +14,7 @@ from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 import rim_rllib.rl  # noqa: F401  (registers the env names and the model name "rim")
+from rim_rllib.rim import set_dense_fraction_
 from rim_rllib.rl.classic import MODEL_NAME
 from rim_rllib.rl.envs import check_env_id
 from rim_rllib.rl.rl_module import RIMActorCriticModule, RIMPPOTorchLearner
@@ -101,3 +102,20 @@ def restore_algorithm(algo, directory: str) -> None:
         algo.restore_from_path(directory)
     else:
         algo.restore(directory)
+
+
+def set_dense_fraction(algo, fraction: float) -> None:
+    """Dense-to-sparse PPO: :func:`rim_rllib.set_dense_fraction_` with ``in_eval=True`` on
+    every copy of the agent's network in ``algo``, on either API stack: the learners' and
+    the env runners' (which act in eval mode: the actions PPO learns from must come from
+    the units it trains). No effect on an LSTM agent."""
+    def anneal(module):
+        set_dense_fraction_(module, fraction, in_eval=True)
+
+    if algo.config.enable_rl_module_and_learner:
+        algo.learner_group.foreach_learner(
+            lambda learner: learner.module.foreach_module(lambda _, module: anneal(module)))
+        algo.env_runner_group.foreach_env_runner(lambda runner: anneal(runner.module))
+    else:
+        algo.env_runner_group.foreach_env_runner(
+            lambda worker: worker.foreach_policy(lambda policy, _: anneal(policy.model)))

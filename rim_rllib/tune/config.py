@@ -24,3 +24,12 @@ def pack_members(config: dict, model_key: str = "model") -> list[dict]:
     cfg = flat_config(config)
     ks = as_list(cfg.get("k")) if cfg.get(model_key, "rim") == "rim" else [None]
     return [{"k": k, "seed": seed} for k in ks for seed in as_list(cfg.get("seed", 0))]
+
+
+def check_k_anneal(value, unit: str) -> None:
+    """``config['k_anneal']``: the fraction of the training ``unit`` (steps, frames) over
+    which the RIMs' active units fall from all to Ka."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ValueError(f"config['k_anneal'] must be the fraction of training {unit} in "
+                         f"[0, 1] over which the RIMs' active units fall from all to Ka "
+                         f"(0: Ka from the start), got {value!r}")

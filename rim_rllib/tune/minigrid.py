@@ -11,7 +11,11 @@ saves a checkpoint (the RLlib algorithm). The last report adds ``return/<env>`` 
 evaluation return) and, for a RIM, ``activation/<env>/u<j>`` (unit ``j``'s activation
 rate) and the unit-collapse metrics ``<name>/<env>`` for every evaluation environment, and
 a RIM trial writes its activation counts by what the agent sees to ``activations.parquet``
-in its trial directory. With ``num_env_runners=None`` a trial samples with as many env
+in its trial directory. With ``k_anneal=f`` a RIM agent trains dense-to-sparse, as in the
+sequence trainables: its active units fall linearly from all ``Kt`` to its ``Ka`` over the
+first ``f`` of the frames, in the actions sampled and in the PPO updates alike
+(:func:`rim_rllib.rl.ppo.set_dense_fraction`, set before each iteration from the frames so
+far; evaluation uses ``Ka``). With ``num_env_runners=None`` a trial samples with as many env
 runners as its own CPUs allow (:func:`rim_rllib.rl.ppo.default_env_runners`).
 """
 
@@ -30,16 +34,16 @@ from ray.tune.trainable import trainable as tune_trainable
 from rim_rllib.rl.envs import check_env_id
 from rim_rllib.rl.evaluate import evaluate
 from rim_rllib.rl.ppo import (REFERENCE, STACKS, default_env_runners, ppo_config,
-                              restore_algorithm, save_algorithm)
+                              restore_algorithm, save_algorithm, set_dense_fraction)
 from rim_rllib.collapse import COLLAPSE_METRICS, collapse_metrics
 from rim_rllib.tune.activations import count_activations, write_activations
-from rim_rllib.tune.config import flat_config
+from rim_rllib.tune.config import check_k_anneal, flat_config
 
 DEFAULTS = dict(
     env="MiniGrid-Empty-5x5-v0", eval_envs=("MiniGrid-Empty-16x16-v0",), frames=80_000,
     eval_episodes=100, memory="rim", num_units=4, hidden_size=16, k=3, cell="lstm",
     stack="new", seed=0, num_env_runners=None, ppo=None, rim=None, threads=1,
-    checkpoint_every=10,
+    checkpoint_every=10, k_anneal=0.0,
 )
 FRAMES_FILE = "frames.json"
 
@@ -60,6 +64,7 @@ def resolve_config(config: dict) -> dict:
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
         raise ValueError(f"config['checkpoint_every'] must be a positive int (PPO iterations "
                          f"between checkpoints; the last one is always saved), got {every!r}")
+    check_k_anneal(cfg["k_anneal"], "frames")
     if set(cfg["ppo"] or {}) - set(REFERENCE):
         raise ValueError(f"config['ppo'] keys must be among {sorted(REFERENCE)}, "
                          f"got {sorted(cfg['ppo'])}")
@@ -129,10 +134,13 @@ def train_minigrid(config: dict) -> None:
         with checkpoint.as_directory() as directory:
             restore_algorithm(algo, directory)
             frames = json.loads((Path(directory) / FRAMES_FILE).read_text())["frames"]
+    anneal_frames = cfg["k_anneal"] * cfg["frames"] if cfg["memory"] == "rim" else 0
     iteration = 0
     try:
         while frames < cfg["frames"]:
             iteration += 1
+            if anneal_frames:
+                set_dense_fraction(algo, max(0.0, 1.0 - frames / anneal_frames))
             start = time.perf_counter()
             result = algo.train()
             seconds = time.perf_counter() - start
@@ -144,6 +152,8 @@ def train_minigrid(config: dict) -> None:
             frames = new_frames
             done = frames >= cfg["frames"]
             if done:
+                if anneal_frames:
+                    set_dense_fraction(algo, 0.0)
                 metrics.update(_evaluate_all(_network(algo, cfg["stack"]), cfg))
             if not (done or iteration % cfg["checkpoint_every"] == 0):
                 tune.report(metrics)

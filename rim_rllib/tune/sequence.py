@@ -50,7 +50,7 @@ from rim_rllib.init import chrono_init_
 from rim_rllib.packing import optimise_members_, pack
 from rim_rllib.rim import compile_steps, set_dense_fraction_
 from rim_rllib.tune.activations import count_activations, write_activations
-from rim_rllib.tune.config import as_list, flat_config, pack_members
+from rim_rllib.tune.config import as_list, check_k_anneal, flat_config, pack_members
 
 RIM_KWARGS = ("input_key_size", "input_value_size", "input_query_size", "num_input_heads",
               "input_dropout", "comm_key_size", "comm_value_size", "comm_query_size",
@@ -144,11 +144,7 @@ class SequenceTrainable(tune.Trainable):
         if cfg["lr_schedule"] == "cosine" and not is_int(cfg.get("epochs"), 1):
             raise ValueError("config['lr_schedule']='cosine' decays over config['epochs'] "
                              f"(set by the study runner), got epochs={cfg.get('epochs')!r}")
-        if (isinstance(cfg["k_anneal"], bool) or not isinstance(cfg["k_anneal"], (int, float))
-                or not 0 <= cfg["k_anneal"] <= 1):
-            raise ValueError(f"config['k_anneal'] must be the fraction of training steps in "
-                             f"[0, 1] over which the RIMs' active units fall from all to Ka "
-                             f"(0: Ka from the start), got {cfg['k_anneal']!r}")
+        check_k_anneal(cfg["k_anneal"], "steps")
         if (isinstance(cfg["warmup"], bool) or not isinstance(cfg["warmup"], (int, float))
                 or not 0 <= cfg["warmup"] < 1):
             raise ValueError(f"config['warmup'] must be the fraction of training steps in "
