@@ -7,8 +7,8 @@ key/value maps as ``M`` weight sets), so a step of ``M`` models costs the kernel
 input attention, top-``Ka`` (per member), communication attention and state stay per
 member, and nothing leaks between members.
 
-Every parameter of a packed module has a leading dimension of ``M * n`` laid out member by
-member, so ``p.view(M, -1)[m]`` is member ``m``'s part: :func:`member_grad_norm_clip_`
+Every parameter (and buffer) of a packed module has a leading dimension of ``M * n`` laid
+out member by member, so ``p.view(M, -1)[m]`` is member ``m``'s part: :func:`member_grad_norm_clip_`
 relies on it, and the packed modules' ``unpack()`` uses it to hand back standalone models.
 """
 
@@ -26,7 +26,7 @@ CELL_SIZES = ("input_size", "hidden_size", "num_units", "cell", "input_key_size"
               "input_value_size", "num_input_heads", "input_dropout", "comm_key_size",
               "comm_value_size", "num_comm_heads", "comm_dropout", "balance_loss",
               "score_noise", "score_noise_type", "score_dropout", "cosine_scores",
-              "query_bias")
+              "query_bias", "usage_floor", "usage_floor_step")
 RIM_SIZES = ("input_size", "hidden_size", "num_units", "cell", "num_layers", "bidirectional",
              "batch_first", "dropout")
 # A RIMCell's input key and value maps are nn.Linear (weight out x in); packed, they are a
@@ -84,26 +84,30 @@ def stack_members(tensors: list[Tensor]) -> Tensor:
     return torch.cat([t.detach() for t in tensors])
 
 
+def _tensors(module: nn.Module) -> dict[str, Tensor]:
+    return dict(module.named_parameters()) | dict(module.named_buffers())
+
+
 def load_members(packed: nn.Module, models: list[nn.Module],
                  to_packed: Callable[[str, Tensor], Tensor] = lambda name, t: t) -> None:
-    """Copy the members' parameters into ``packed`` (same parameter names), each through
+    """Copy the members' parameters and buffers into ``packed`` (same names), each through
     ``to_packed(name, tensor)`` into its packed layout with a leading group dimension."""
-    members = [dict(m.named_parameters()) for m in models]
+    members = [_tensors(m) for m in models]
     with torch.no_grad():
-        for name, param in packed.named_parameters():
-            param.copy_(stack_members([to_packed(name, m[name]) for m in members]))
+        for name, tensor in _tensors(packed).items():
+            tensor.copy_(stack_members([to_packed(name, m[name]) for m in members]))
 
 
 def unload_members(packed: nn.Module, models: list[nn.Module],
                    from_packed: Callable[[str, Tensor], Tensor] = lambda name, t: t) -> None:
-    """Copy ``packed``'s parameters into the standalone ``models`` (the inverse of
-    :func:`load_members`)."""
-    params = dict(packed.named_parameters())
+    """Copy ``packed``'s parameters and buffers into the standalone ``models`` (the
+    inverse of :func:`load_members`)."""
+    tensors = _tensors(packed)
     with torch.no_grad():
         for index, model in enumerate(models):
-            for name, param in model.named_parameters():
-                part = params[name].view(len(models), -1, *params[name].shape[1:])[index]
-                param.copy_(from_packed(name, part))
+            for name, tensor in _tensors(model).items():
+                part = tensors[name].view(len(models), -1, *tensors[name].shape[1:])[index]
+                tensor.copy_(from_packed(name, part))
 
 
 def linear_to_group(name: str, tensor: Tensor) -> Tensor:
@@ -171,6 +175,8 @@ class PackedRIMCell(RIMScan):
                                       **factory)
         self.comm_output = GroupLinear(comm_heads * self.comm_value_size, hidden, groups,
                                        **factory)
+        if self.usage_floor:
+            self.register_buffer("selection_bias", torch.zeros(groups, **factory))
         load_members(self, cells, _cell_to_packed)
 
     def _input_maps(self):

@@ -89,6 +89,7 @@ class StepWeights(NamedTuple):
     out_bias: Tensor    # (MK, 1, H)
     out_weight: Tensor  # (MK, nc*dv, H)
     rank_keep: Tensor | None  # (M, max Ka, B), see RIMScan._rank_keep
+    rank_bias: Tensor | None  # (M, Kt, 1): the usage band's selection bias, or None
 
 
 def rim_step(h: Tensor, c: Tensor | None, keys_t: Tensor, x_t: Tensor,
@@ -123,6 +124,7 @@ def rim_step(h: Tensor, c: Tensor | None, keys_t: Tensor, x_t: Tensor,
         if cosine:
             norms = unit_queries.norm(dim=-1) * keys_t.norm(dim=-1)
             ranked = real / norms.clamp_min(1e-12)
+        ranked = ranked if w.rank_bias is None else ranked + w.rank_bias
         ranked = ranked if jitter_t is None else ranked + jitter_t
         top = ranked.topk(w.rank_keep.shape[1], dim=1).indices
         mask = torch.zeros_like(real).scatter_(1, top, w.rank_keep)
@@ -251,6 +253,10 @@ class RIMScan(nn.Module):
     cosine_scores: bool = False
     #: Whether the per-unit query maps have a bias.
     query_bias: bool = True
+    #: Hold each unit's activation rate within ``[usage_floor, 1 - usage_floor]`` through
+    #: :attr:`selection_bias` (0: off); see :class:`RIMCell`.
+    usage_floor: float = 0.0
+    usage_floor_step: float = 0.01
     #: The last forward's :func:`load_balance_loss`, :math:`(M,)`, when :attr:`balance_loss`.
     aux_loss: Tensor | None = None
     #: In training, how far each member's number of active units is raised from its ``k``
@@ -388,8 +394,11 @@ class RIMScan(nn.Module):
                                          (steps, members, units, units, batch, c_heads))
         jitter = self._selection_jitter(x, (steps, members, units, batch))
 
+        rank_bias = (self.selection_bias.view(members, units, 1) if self.usage_floor
+                     else None)
         weights = StepWeights(w_hq, b_hq, null_key, w_in, ih_bias, w_comm, b_comm,
-                              out_bias, self.comm_output.weight, self._rank_keep(batch, x))
+                              out_bias, self.comm_output.weight, self._rank_keep(batch, x),
+                              rank_bias)
         sizes = (members, units, batch, gate_size, c_heads, comm_split, self.is_lstm,
                  self.balance_loss, self.cosine_scores)
         step = _step_function(self.compile_options)
@@ -402,13 +411,34 @@ class RIMScan(nn.Module):
             h, c, mask, share = step(h, c, keys_t, x_t, keep_t, comm_keep_t, jitter_t,
                                      weights, sizes)
             if self.balance_loss:
-                usage, shares = usage + mask, shares + share
+                shares = shares + share
+            if self.balance_loss or self.usage_floor:
+                usage = usage + mask
             outputs.append(h)
             if return_mask:
                 masks.append(mask.bool())
         if self.balance_loss:
             self.aux_loss = load_balance_loss(usage, shares)
+        if self.usage_floor and self.training:
+            self._move_selection_bias(usage.mean(-1) / steps)
         return outputs, ([h, c] if self.is_lstm else [h]), masks
+
+    @torch.no_grad()
+    def _move_selection_bias(self, rate: Tensor) -> None:
+        """One step of the usage band's rule for the rates :math:`(M, K_t)` of a training
+        forward: raise the selection bias of a unit active less than ``usage_floor`` of
+        the steps, lower it above ``1 - usage_floor``, and inside the band relax it
+        towards 0, by ``usage_floor_step`` (the auxiliary-loss-free load balancing of
+        DeepSeek-V3, Wang et al., 2024, with a band instead of a target). A member whose
+        units were all active throughout (``k = num_units``, or annealed to dense) had no
+        selection to balance: its biases stay."""
+        bias, step = self.selection_bias, self.usage_floor_step
+        push = ((rate < self.usage_floor).to(bias.dtype)
+                - (rate > 1 - self.usage_floor).to(bias.dtype)).reshape(-1)
+        selecting = (rate.min(dim=1, keepdim=True).values < 1).expand_as(rate).reshape(-1)
+        relaxed = bias.sign() * (bias.abs() - step).clamp_min(0)
+        moved = torch.where(push != 0, bias + step * push, relaxed)
+        bias.copy_(torch.where(selecting, moved, bias))
 
 
 class RIMCell(RIMScan):
@@ -455,6 +485,16 @@ class RIMCell(RIMScan):
             experts, Chi et al., 2022).
         query_bias: give each unit's query map a bias (the reference's have none; without
             one, a unit whose state is zero scores 0 on every input).
+        usage_floor: hold each unit's activation rate within ``[usage_floor,
+            1 - usage_floor]``, ``0 <= usage_floor < k / num_units`` (0: off, the
+            reference's selection). A per-unit bias :attr:`selection_bias`, added to the
+            selection scores for the ranking only (in training and evaluation), moves by
+            ``usage_floor_step`` after every training forward: up for a unit active in
+            fewer than ``usage_floor`` of that forward's steps, down above ``1 -
+            usage_floor``, towards 0 inside the band. No gradient and no loss term: units
+            that would otherwise never win (unit collapse) get steps, while the ranking
+            inside the band is the model's own.
+        usage_floor_step: how far :attr:`selection_bias` moves per training forward.
 
     Inputs: input, hx
         - input: :math:`(B, D)`.
@@ -473,7 +513,8 @@ class RIMCell(RIMScan):
                  num_comm_heads: int = 4, comm_dropout: float = 0.1,
                  balance_loss: bool = False, score_noise: float = 0.0,
                  score_noise_type: str = "gaussian", score_dropout: float = 0.0,
-                 cosine_scores: bool = False, query_bias: bool = True, device=None,
+                 cosine_scores: bool = False, query_bias: bool = True,
+                 usage_floor: float = 0.0, usage_floor_step: float = 0.01, device=None,
                  dtype=None):
         super().__init__()
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
@@ -527,6 +568,17 @@ class RIMCell(RIMScan):
         self.cosine_scores = cosine_scores
         _check_bool("query_bias", query_bias)
         self.query_bias = query_bias
+        if (isinstance(usage_floor, bool) or not isinstance(usage_floor, (int, float))
+                or not 0 <= usage_floor < k / num_units):
+            raise ValueError(f"usage_floor must be a rate in [0, k/num_units={k}/{num_units}) "
+                             f"(every unit can reach it), got {usage_floor!r}")
+        if (isinstance(usage_floor_step, bool)
+                or not isinstance(usage_floor_step, (int, float)) or usage_floor_step <= 0):
+            raise ValueError(f"usage_floor_step must be a number > 0, got {usage_floor_step!r}")
+        self.usage_floor = float(usage_floor)
+        self.usage_floor_step = float(usage_floor_step)
+        if usage_floor:  # registered only when on: state dicts stay as they were without it
+            self.register_buffer("selection_bias", torch.zeros(num_units, **factory))
 
         self.key = nn.Linear(input_size, num_input_heads * input_key_size, **factory)
         self.value = nn.Linear(input_size, num_input_heads * input_value_size, **factory)

@@ -13,8 +13,10 @@ step's ranking with probability 0.25, ``balance`` the load-balancing loss at wei
 (``k_anneal``: of the frames on MiniGrid, where the agent also acts with the annealed units;
 the MNIST ``cpu`` preset's default, switched off for every other cure here),
 ``balance-anneal`` both of the last two (annealing gives the units that lose the first
-rankings the gradient that the loss then needs to balance them). ``none`` is the uncured
-RIM. See the README's unit-collapse section.
+rankings the gradient that the loss then needs to balance them), ``floor`` a selection bias
+that holds every unit's activation rate within [0.1, 0.9] (``usage_floor``; no loss term),
+``anneal-floor`` annealing and the floor. ``none`` is the uncured RIM. See the README's
+unit-collapse section.
 """
 
 import sys
@@ -30,6 +32,8 @@ CURES = {
     "balance": {"balance_loss": 0.1},
     "anneal": {"k_anneal": 0.8},
     "balance-anneal": {"balance_loss": 0.1, "k_anneal": 0.8},
+    "floor": {"usage_floor": 0.1},
+    "anneal-floor": {"k_anneal": 0.8, "usage_floor": 0.1},
 }
 # Cure keys of the training loop; MiniGrid trials take the others (RIM arguments) under
 # ``rim``.

@@ -160,6 +160,45 @@ def test_without_query_bias_a_rim_is_the_one_with_its_query_bias_at_zero():
         RIM(3, 8, 5, 2, query_bias=0)
 
 
+def test_the_usage_floor_holds_every_unit_in_its_band():
+    """usage_floor's selection bias moves after training forwards only, until no unit of a
+    collapsed RIM is active in less than 5% or more than 95% of steps; packed members
+    keep and unpack their own biases; off, no buffer is added."""
+    from rim_rllib import RIM, pack
+    kwargs = dict(input_dropout=0.0, comm_dropout=0.0)
+    torch.manual_seed(0)
+    rim = RIM(2, 8, 4, 1, usage_floor=0.1, usage_floor_step=0.1, **kwargs)
+    x = torch.randn(1, 16, 2).expand(30, 16, 2).contiguous()  # one input: collapse-prone
+
+    def rates(model):
+        return model.eval()(x, return_mask=True)[2].float().mean((0, 1, 2))
+
+    before = rates(rim)
+    assert before.min() < 0.05 and before.max() > 0.9
+    bias = rim.cells[0].selection_bias
+    assert torch.equal(bias, torch.zeros(4))  # eval forwards do not move it
+    for _ in range(200):
+        rim.train()(x)
+    after = rates(rim)
+    assert after.min() >= 0.05 and after.max() <= 0.95, after
+    assert bias.abs().sum() > 0 and torch.allclose(bias / 0.1, (bias / 0.1).round())
+
+    other = RIM(2, 8, 4, 2, usage_floor=0.1, usage_floor_step=0.1, **kwargs)
+    packed = pack([rim, other])
+    out, _, mask = packed.eval()(x, return_mask=True)
+    for i, (member, back) in enumerate(zip([rim, other], packed.unpack())):
+        assert torch.equal(back.cells[0].selection_bias, member.cells[0].selection_bias)
+        out_m, _, mask_m = member.eval()(x, return_mask=True)
+        assert torch.equal(mask[i], mask_m)
+        torch.testing.assert_close(out[i], out_m)
+    assert "cells.0.selection_bias" not in RIM(2, 8, 4, 1).state_dict()
+    with pytest.raises(ValueError, match=r"usage_floor must be a rate in \[0, "
+                       r"k/num_units=1/4\) \(every unit can reach it\), got 0.25"):
+        RIM(2, 8, 4, 1, usage_floor=0.25)
+    with pytest.raises(ValueError, match="usage_floor_step must be a number > 0, got 0"):
+        RIM(2, 8, 4, 1, usage_floor=0.1, usage_floor_step=0)
+
+
 def test_bad_selection_cures_are_named():
     from rim_rllib import RIM
     with pytest.raises(ValueError, match="score_noise must be a scale >= 0, got -1"):

@@ -18,6 +18,7 @@ from rim_rllib.collapse import COLLAPSE_METRICS
 from rim_rllib.rl import RIMActorCriticModule, RIMRecurrentModel, make_minigrid
 from rim_rllib.rl.evaluate import evaluate, load_network, main as evaluate_main
 from rim_rllib.rl.ppo import ppo_config, save_algorithm, set_dense_fraction
+from rim_rllib.tune.minigrid import _network
 from rim_rllib.tune.results import read_results
 from rim_rllib.tune.study import run_study
 from rim_rllib.tune.tasks import study_spec
@@ -212,19 +213,37 @@ def test_minigrid_checkpoint_interval_and_annealing_are_checked():
 
 
 @pytest.mark.parametrize("stack", ["new", "classic"])
+def test_the_usage_floor_moves_in_ppo_updates_and_reaches_the_acting_network(stack,
+                                                                             ray_session):
+    algo = ppo_config("MiniGrid-Empty-5x5-v0", stack=stack, num_env_runners=0, seed=0,
+                      model={"memory": "rim", "k": 1, "usage_floor": 0.2}, **FAST_PPO
+                      ).build_algo()
+    try:
+        acting = _network(algo, stack)
+        algo.train()
+        learned = (_learner_network(algo) if stack == "new" else acting).memory.cells[0]
+        assert learned.selection_bias.abs().sum() > 0
+        assert torch.equal(acting.memory.cells[0].selection_bias, learned.selection_bias)
+    finally:
+        algo.stop()
+
+
+def _learner_network(algo):
+    return [r.get() for r in algo.learner_group.foreach_learner(
+        lambda learner: learner.module["default_policy"].net)][0]
+
+
+@pytest.mark.parametrize("stack", ["new", "classic"])
 def test_dense_to_sparse_ppo_acts_with_the_units_it_trains(stack, ray_session):
     """set_dense_fraction reaches the network that acts (in eval mode) and the one the
     learner trains: at 1 a Ka=1 agent of 4 units uses all 4 in both, at 0 its one."""
     algo = ppo_config("MiniGrid-Empty-5x5-v0", model={"memory": "rim", "k": 1}, stack=stack,
                       num_env_runners=0, seed=0, **FAST_PPO).build_algo()
     try:
-        if stack == "new":
-            acting = algo.get_module().net
-            learning = [r.get() for r in algo.learner_group.foreach_learner(
-                lambda learner: learner.module["default_policy"].net)][0]
-            assert learning is not acting
-        else:  # the classic stack learns in the local worker's policy
-            acting = learning = algo.get_policy().model.net
+        acting = _network(algo, stack)
+        # The classic stack learns in the local worker's policy.
+        learning = _learner_network(algo) if stack == "new" else acting
+        assert (learning is not acting) == (stack == "new")
         obs = random_obs(2, 5).float()
         for fraction, active in ((1.0, 4), (0.0, 1)):
             set_dense_fraction(algo, fraction)

@@ -55,7 +55,8 @@ from rim_rllib.tune.config import as_list, check_k_anneal, flat_config, pack_mem
 RIM_KWARGS = ("input_key_size", "input_value_size", "input_query_size", "num_input_heads",
               "input_dropout", "comm_key_size", "comm_value_size", "comm_query_size",
               "num_comm_heads", "comm_dropout", "score_noise", "score_noise_type",
-              "score_dropout", "cosine_scores", "query_bias")
+              "score_dropout", "cosine_scores", "query_bias", "usage_floor",
+              "usage_floor_step")
 COMMON_DEFAULTS = dict(
     model="rim", cell="lstm", num_units=6, k=4, hidden_size=100, lr=1e-3, batch_size=64,
     eval_batch_size=500, seed=0, threads=1, grad_clip=1.0, init="default", compile=False,
