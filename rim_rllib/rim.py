@@ -253,8 +253,8 @@ class RIMScan(nn.Module):
     cosine_scores: bool = False
     #: Whether the per-unit query maps have a bias.
     query_bias: bool = True
-    #: Hold each unit's activation rate within ``[usage_floor, 1 - usage_floor]`` through
-    #: :attr:`selection_bias` (0: off); see :class:`RIMCell`.
+    #: Hold each unit's activation rate within ``[usage_floor, 1 - usage_floor]`` through a
+    #: selection bias (0: off); see :class:`RIMCell`.
     usage_floor: float = 0.0
     usage_floor_step: float = 0.01
     #: The last forward's :func:`load_balance_loss`, :math:`(M,)`, when :attr:`balance_loss`.
@@ -419,26 +419,26 @@ class RIMScan(nn.Module):
                 masks.append(mask.bool())
         if self.balance_loss:
             self.aux_loss = load_balance_loss(usage, shares)
-        if self.usage_floor and self.training:
+        # While annealing the counts are not the model's Ka: nothing to hold them to.
+        if self.usage_floor and self.training and self.dense_fraction == 0:
             self._move_selection_bias(usage.mean(-1) / steps)
         return outputs, ([h, c] if self.is_lstm else [h]), masks
 
     @torch.no_grad()
     def _move_selection_bias(self, rate: Tensor) -> None:
-        """One step of the usage band's rule for the rates :math:`(M, K_t)` of a training
-        forward: raise the selection bias of a unit active less than ``usage_floor`` of
-        the steps, lower it above ``1 - usage_floor``, and inside the band relax it
-        towards 0, by ``usage_floor_step`` (the auxiliary-loss-free load balancing of
-        DeepSeek-V3, Wang et al., 2024, with a band instead of a target). A member whose
-        units were all active throughout (``k = num_units``, or annealed to dense) had no
-        selection to balance: its biases stay."""
-        bias, step = self.selection_bias, self.usage_floor_step
-        push = ((rate < self.usage_floor).to(bias.dtype)
-                - (rate > 1 - self.usage_floor).to(bias.dtype)).reshape(-1)
-        selecting = (rate.min(dim=1, keepdim=True).values < 1).expand_as(rate).reshape(-1)
-        relaxed = bias.sign() * (bias.abs() - step).clamp_min(0)
-        moved = torch.where(push != 0, bias + step * push, relaxed)
-        bias.copy_(torch.where(selecting, moved, bias))
+        """One step of the usage floor's rule for the rates :math:`(M, K_t)` of a training
+        forward: raise the selection bias of a unit active in less than ``usage_floor`` of
+        the steps by ``usage_floor_step``, lower it above ``1 - usage_floor``, leave it
+        inside the band; then centre each member's biases (only their differences rank).
+        The auxiliary-loss-free load balancing of DeepSeek-V3 (Wang et al., 2024) with a
+        band instead of a target. A member whose units were all active throughout
+        (``k = num_units``) has no selection to balance."""
+        bias = self.selection_bias.view_as(rate)
+        push = (rate < self.usage_floor).to(rate.dtype) - (rate > 1 - self.usage_floor).to(
+            rate.dtype)
+        selecting = rate.min(dim=1, keepdim=True).values < 1
+        moved = bias + self.usage_floor_step * push * selecting
+        bias.copy_(moved - moved.mean(dim=1, keepdim=True))
 
 
 class RIMCell(RIMScan):
@@ -489,11 +489,12 @@ class RIMCell(RIMScan):
             1 - usage_floor]``, ``0 <= usage_floor < k / num_units`` (0: off, the
             reference's selection). A per-unit bias :attr:`selection_bias`, added to the
             selection scores for the ranking only (in training and evaluation), moves by
-            ``usage_floor_step`` after every training forward: up for a unit active in
-            fewer than ``usage_floor`` of that forward's steps, down above ``1 -
-            usage_floor``, towards 0 inside the band. No gradient and no loss term: units
-            that would otherwise never win (unit collapse) get steps, while the ranking
-            inside the band is the model's own.
+            ``usage_floor_step`` after every training forward that is not annealed (see
+            :func:`set_dense_fraction_`): up for a unit active in fewer than
+            ``usage_floor`` of that forward's steps, down above ``1 - usage_floor``, not
+            inside the band (then the member's biases are centred). No gradient and no
+            loss term: units that would otherwise never win (unit collapse) get steps,
+            while the ranking inside the band is the model's own.
         usage_floor_step: how far :attr:`selection_bias` moves per training forward.
 
     Inputs: input, hx
