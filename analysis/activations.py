@@ -5,12 +5,14 @@ counts a study's RIM trials wrote (``activations.parquet`` in each trial directo
 
 For every yes/no condition (MiniGrid: an object type in view, carrying a key, an open door
 in view; MNIST: the pixel being on) the association of a unit with it is its activation
-rate when the condition holds minus its rate when it does not, pooled over seeds and
-evaluation environments. Draws ``activations.png`` (units x conditions heatmap of that
+rate when the condition holds minus its rate when it does not, per trained model (Ka,
+seed, trial and pack member: unit 2 of one seed and unit 2 of another are unrelated
+units), pooled over evaluation environments. Draws ``activations.png`` (units x conditions heatmap of that
 difference) and, for MNIST, ``activation_positions.png`` (each unit's rate by pixel
 position), and prints the strongest associations.
 """
 
+import re
 import sys
 from pathlib import Path
 
@@ -25,6 +27,8 @@ from analysis.cli import results_arguments  # noqa: E402
 from rim_rllib.tune.activations import ACTIVATIONS_FILE  # noqa: E402
 
 MIN_STEPS = 20  # fewer steps on either side of a condition: no association reported
+#: What names one trained model in the counts (``member``: packed sequence trials only).
+MODEL_KEYS = ("Ka", "seed", "trial_id", "member")
 
 
 def load_counts(study_dir: Path) -> pd.DataFrame:
@@ -35,11 +39,17 @@ def load_counts(study_dir: Path) -> pd.DataFrame:
     return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
 
 
+def model_keys(counts: pd.DataFrame) -> list[str]:
+    return [key for key in MODEL_KEYS if key in counts.columns]
+
+
 def associations(counts: pd.DataFrame) -> pd.DataFrame:
-    """Per Ka, unit and yes/no condition: rate when true, when false, their difference and
-    the steps behind each, pooled over trials."""
+    """Per model (:data:`MODEL_KEYS`), unit and yes/no condition: rate when true, when
+    false, their difference and the steps behind each, pooled over evaluation
+    environments."""
     binary = counts[counts["value"].isin(["True", "False"])]
-    pooled = binary.groupby(["Ka", "unit", "condition", "value"])[["steps", "active"]].sum()
+    pooled = binary.groupby([*model_keys(counts), "unit", "condition", "value"],
+                            dropna=False)[["steps", "active"]].sum()
     wide = pooled.unstack("value")
     wide = wide[(wide[("steps", "True")] >= MIN_STEPS) & (wide[("steps", "False")] >= MIN_STEPS)]
     rate_true = wide[("active", "True")] / wide[("steps", "True")]
@@ -51,15 +61,29 @@ def associations(counts: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values("difference", key=np.abs, ascending=False, ignore_index=True)
 
 
+def model_label(table: pd.DataFrame) -> pd.Series:
+    """``Ka=2 seed 1`` per row, prefixed by the trial id where one Ka and seed has several
+    trials (a study of cures)."""
+    label = ("Ka=" + table["Ka"].astype(int).astype(str) + " seed "
+             + table["seed"].astype(int).astype(str))
+    if table.groupby(["Ka", "seed"])["trial_id"].nunique().max() > 1:
+        label = table["trial_id"].astype(str) + " " + label
+    return label
+
+
 def plot_associations(table: pd.DataFrame, path: Path) -> None:
-    grid = table.pivot_table(index=["Ka", "unit"], columns="condition", values="difference")
-    fig, ax = plt.subplots(figsize=(1.2 * grid.shape[1] + 2.5, 0.35 * grid.shape[0] + 1.8))
+    """A row per model, a column per condition and unit."""
+    grid = table.assign(model=model_label(table)).pivot_table(
+        index="model", columns=["condition", "unit"], values="difference")
+    grid = grid.loc[sorted(grid.index, key=_natural)]
+    fig, ax = plt.subplots(figsize=(0.7 * grid.shape[1] + 3, 0.35 * grid.shape[0] + 2))
     image = ax.imshow(grid.values, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
-    ax.set_xticks(range(grid.shape[1]), grid.columns, rotation=30, ha="right")
-    ax.set_yticks(range(grid.shape[0]), [f"Ka={ka} unit {u}" for ka, u in grid.index])
+    ax.set_xticks(range(grid.shape[1]), [f"{c}: unit {u}" for c, u in grid.columns],
+                  rotation=45, ha="right", fontsize=7)
+    ax.set_yticks(range(grid.shape[0]), grid.index, fontsize=7)
     for (i, j), value in np.ndenumerate(grid.values):
         if not np.isnan(value):
-            ax.text(j, i, f"{value:+.2f}", ha="center", va="center", fontsize=7)
+            ax.text(j, i, f"{value:+.2f}", ha="center", va="center", fontsize=6)
     fig.colorbar(image, ax=ax, label="activation rate if true − if false")
     ax.set_title("What makes each unit activate")
     fig.tight_layout()
@@ -68,23 +92,28 @@ def plot_associations(table: pd.DataFrame, path: Path) -> None:
 
 
 def plot_positions(counts: pd.DataFrame, path: Path) -> None:
+    """A row of units per model."""
     positions = counts[counts["condition"] == "position"].astype({"value": int})
-    pooled = positions.groupby(["Ka", "unit", "value"])[["steps", "active"]].sum()
+    pooled = positions.groupby([*model_keys(counts), "unit", "value"], dropna=False)[
+        ["steps", "active"]].sum()
     rates = (pooled["active"] / pooled["steps"]).rename("rate").reset_index()
+    rates["model"] = model_label(rates)
     size = int(np.sqrt(rates["value"].max() + 1))
-    kas, units = sorted(rates["Ka"].unique()), sorted(rates["unit"].unique())
-    fig, axes = plt.subplots(len(kas), len(units), squeeze=False,
-                             figsize=(1.6 * len(units) + 1, 1.6 * len(kas) + 0.6))
-    for (i, ka), (j, unit) in ((a, b) for a in enumerate(kas) for b in enumerate(units)):
-        cell = rates[(rates["Ka"] == ka) & (rates["unit"] == unit)]
+    models = sorted(rates["model"].unique(), key=_natural)
+    units = sorted(rates["unit"].unique())
+    fig, axes = plt.subplots(len(models), len(units), squeeze=False,
+                             figsize=(1.6 * len(units) + 1, 1.6 * len(models) + 0.6))
+    for (i, model), (j, unit) in ((a, b) for a in enumerate(models)
+                                  for b in enumerate(units)):
+        cell = rates[(rates["model"] == model) & (rates["unit"] == unit)]
         image = np.full(size * size, np.nan)
         image[cell["value"].to_numpy()] = cell["rate"].to_numpy()
         ax = axes[i, j]
         shown = ax.imshow(image.reshape(size, size), vmin=0, vmax=1, cmap="viridis")
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_title(f"Ka={ka} unit {unit}", fontsize=8)
-        if i == len(kas) - 1:
+        ax.set_title(f"{model} unit {unit}", fontsize=7)
+        if i == len(models) - 1:
             ax.set_xlabel("pixel column", fontsize=7)
         if j == 0:
             ax.set_ylabel("pixel row", fontsize=7)
@@ -116,14 +145,19 @@ def main(argv=None) -> int:
     if (counts["condition"] == "position").any():
         plot_positions(counts, out / "activation_positions.png")
         written.append(out / "activation_positions.png")
-    overall = counts[counts["condition"] == "all"].groupby(["Ka", "unit"])[
-        ["steps", "active"]].sum()
-    print("overall activation rate per unit:")
+    overall = counts[counts["condition"] == "all"].groupby(
+        [*model_keys(counts), "unit"], dropna=False)[["steps", "active"]].sum()
+    print("overall activation rate per unit, per model:")
     print((overall["active"] / overall["steps"]).unstack("unit").round(3).to_markdown())
     print("\nstrongest associations (rate if true − rate if false):")
     print(table.head(15).round(3).to_markdown(index=False))
     print("\nwrote " + " and ".join(str(p) for p in written))
     return 0
+
+
+def _natural(label: str) -> list:
+    """Sort key that puts "Ka=2 seed 10" after "Ka=2 seed 9"."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", label)]
 
 
 if __name__ == "__main__":

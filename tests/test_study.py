@@ -165,6 +165,22 @@ def test_empty_study_spec_is_refused():
                   variants=[], seeds=[0], iterations=1, metric="accuracy")
 
 
+def test_units_of_different_models_are_not_pooled():
+    """Unit 0 follows the ink in seed 0's RIM and unit 1 in seed 1's: each association is
+    the full 1.0, not half of it as a pool over seeds would give."""
+    from analysis.activations import associations
+    rows = []
+    for seed, ink_unit in ((0, 0), (1, 1)):
+        for unit in (0, 1):
+            for value, steps in (("True", 30), ("False", 70)):
+                follows = (value == "True") == (unit == ink_unit)
+                rows.append(dict(condition="pixel on", value=value, unit=unit, steps=steps,
+                                 active=steps if follows else 0, member=seed, Ka=1,
+                                 seed=seed, trial_id="t0"))
+    table = associations(pd.DataFrame(rows)).set_index(["seed", "unit"])["difference"]
+    assert table.to_dict() == {(0, 0): 1.0, (0, 1): -1.0, (1, 1): 1.0, (1, 0): -1.0}
+
+
 def test_rim_trials_record_activations_by_pixel(study, capsys):
     _, storage, _ = study
     files = sorted((storage / "tiny").rglob("activations.parquet"))
