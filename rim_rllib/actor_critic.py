@@ -89,9 +89,12 @@ class MiniGridActorCritic(nn.Module):
         shape = (self.state_size,) if batch is None else (batch, self.state_size)
         return {key: torch.zeros(shape, device=device) for key in self.state_keys}
 
-    def embed(self, obs: Tensor, state: dict[str, Tensor], return_mask: bool = False):
+    def embed(self, obs: Tensor, state: dict[str, Tensor], return_mask: bool = False,
+              valid: Tensor | None = None):
         """The memory's output :math:`(B, T, S)` (what both heads read), the new state and
-        the activation mask (``None`` unless ``return_mask`` and a RIM memory)."""
+        the activation mask (``None`` unless ``return_mask`` and a RIM memory). ``valid``
+        :math:`(B, T)`: which steps are real (RLlib pads sequences) for a RIM's usage
+        statistics (see :class:`rim_rllib.RIM`); ignored by the LSTM."""
         batch, steps = obs.shape[:2]
         if tuple(obs.shape[2:]) != self.image_shape:
             raise ValueError(f"obs must have shape (batch, time, {self.image_shape}), "
@@ -101,9 +104,11 @@ class MiniGridActorCritic(nn.Module):
         hx = tuple(state[key].unsqueeze(0) for key in self.state_keys)
         hx = hx if self.cell == "lstm" else hx[0]
         mask = None
-        if self.memory_type == "rim" and return_mask:
-            out, new, mask = self.memory(features, hx, return_mask=True)
-            mask = mask[:, :, 0]
+        if self.memory_type == "rim":
+            result = self.memory(features, hx, return_mask=return_mask, valid=valid)
+            out, new = result[:2]
+            if return_mask:
+                mask = result[2][:, :, 0]
         else:
             out, new = self.memory(features, hx)
         new = new if isinstance(new, tuple) else (new,)
@@ -117,8 +122,9 @@ class MiniGridActorCritic(nn.Module):
     def value(self, embeddings: Tensor) -> Tensor:
         return self.critic(embeddings).squeeze(-1)
 
-    def forward(self, obs: Tensor, state: dict[str, Tensor], return_mask: bool = False):
-        out, new_state, mask = self.embed(obs, state, return_mask)
+    def forward(self, obs: Tensor, state: dict[str, Tensor], return_mask: bool = False,
+                valid: Tensor | None = None):
+        out, new_state, mask = self.embed(obs, state, return_mask, valid)
         logits, values = self.actor(out), self.value(out)
         if return_mask:
             return logits, values, new_state, mask

@@ -208,6 +208,9 @@ class PackedRIM(RIMStack):
           ``batch_first``). No unbatched form.
         - hx: ``(h_0, c_0)`` or ``h_0``, each :math:`(M, L \cdot dirs, B, K_t H)`; zeros
           when omitted.
+        - valid (keyword, optional): :math:`(T, B)` (:math:`(B, T)` with ``batch_first``)
+          real-step weights for the usage statistics, shared by the members; see
+          :class:`~rim_rllib.RIM`.
 
     Outputs: output, h_n (or (h_n, c_n)) [, mask], member ``m``'s at index ``m`` of a
     leading dimension :math:`M`: output :math:`(M, T, B, dirs \cdot K_t H)` (batch first
@@ -232,7 +235,8 @@ class PackedRIM(RIMStack):
                 f"num_layers={self.num_layers}, bidirectional={self.bidirectional}, "
                 f"batch_first={self.batch_first}")
 
-    def forward(self, input: Tensor, hx=None, return_mask: bool = False):
+    def forward(self, input: Tensor, hx=None, return_mask: bool = False,
+                valid: Tensor | None = None):
         check_float_tensor("input", input)
         members = self.num_members
         if (input.dim() not in (3, 4) or input.shape[-1] != self.input_size
@@ -249,7 +253,8 @@ class PackedRIM(RIMStack):
         expected = (members, self.num_layers * self.num_directions, x.shape[2],
                     self.num_units * self.hidden_size)
         states = checked_states(hx, self.cell, expected, x)
-        out, h_n, mask = self._run_layers(x, states, return_mask)
+        valid = self._check_valid(valid, x.shape[1], x.shape[2], x)
+        out, h_n, mask = self._run_layers(x, states, return_mask, valid)
         if self.batch_first:
             out = out.transpose(1, 2)
         h_n = tuple(h_n) if self.cell == "lstm" else h_n[0]

@@ -327,7 +327,8 @@ class RIMScan(nn.Module):
             self._rank_keep_cache = (key, keep)
         return self._rank_keep_cache[1].unsqueeze(-1).expand(-1, -1, batch)
 
-    def scan(self, x: Tensor, state: list[Tensor], return_mask: bool = False):
+    def scan(self, x: Tensor, state: list[Tensor], return_mask: bool = False,
+             valid: Tensor | None = None):
         """Run the recurrence over a sequence; the building block of ``RIM``.
 
         Args:
@@ -335,6 +336,8 @@ class RIMScan(nn.Module):
                 validated.
             state: ``[h]`` or ``[h, c]``, each units-first :math:`(M K_t, B, H)`.
             return_mask: collect each step's activation mask.
+            valid: :math:`(T, B)` weights (1: a real step, 0: padding) for the unit-usage
+                statistics (load-balancing loss, usage floor), or ``None`` (all real).
 
         Returns:
             ``(outputs, final_state, masks)``: ``outputs`` a list of ``T`` tensors
@@ -406,22 +409,24 @@ class RIMScan(nn.Module):
         c = state[1] if self.is_lstm else None
         outputs, masks = [], []
         usage = shares = x.new_zeros(members, units, batch)
-        for keys_t, x_t, keep_t, comm_keep_t, jitter_t in zip(keys.unbind(0), x_steps, keep,
-                                                              comm_keep, jitter):
+        valid_steps = [None] * steps if valid is None else valid.unbind(0)
+        for keys_t, x_t, keep_t, comm_keep_t, jitter_t, valid_t in zip(
+                keys.unbind(0), x_steps, keep, comm_keep, jitter, valid_steps):
             h, c, mask, share = step(h, c, keys_t, x_t, keep_t, comm_keep_t, jitter_t,
                                      weights, sizes)
             if self.balance_loss:
-                shares = shares + share
+                shares = shares + (share if valid_t is None else share * valid_t)
             if self.balance_loss or self.usage_floor:
-                usage = usage + mask
+                usage = usage + (mask if valid_t is None else mask * valid_t)
             outputs.append(h)
             if return_mask:
                 masks.append(mask.bool())
         if self.balance_loss:
             self.aux_loss = load_balance_loss(usage, shares)
         # While annealing the counts are not the model's Ka: nothing to hold them to.
-        if self.usage_floor and self.training and self.dense_fraction == 0:
-            self._move_selection_bias(usage.mean(-1) / steps)
+        counted = steps * batch if valid is None else valid.sum()
+        if self.usage_floor and self.training and self.dense_fraction == 0 and counted > 0:
+            self._move_selection_bias(usage.sum(-1) / counted)
         return outputs, ([h, c] if self.is_lstm else [h]), masks
 
     @torch.no_grad()
@@ -634,12 +639,35 @@ class RIMStack(nn.Module):
     #: over layers and directions (a scalar for :class:`RIM`, :math:`(M,)` for a pack).
     aux_loss: Tensor | None = None
 
-    def _run_layers(self, x: Tensor, states: list[Tensor], return_mask: bool):
+    def _check_valid(self, valid, steps: int, batch: int | None, like: Tensor
+                     ) -> Tensor | None:
+        """``valid`` (``(T, B)``, ``(B, T)`` with ``batch_first``, ``(T,)`` unbatched:
+        ``batch`` is None) as time-major :math:`(T, B)` weights in ``like``'s dtype."""
+        if valid is None:
+            return None
+        if batch is None:
+            expected, order = (steps,), "seq_len"
+        elif self.batch_first:
+            expected, order = (batch, steps), "batch, seq_len"
+        else:
+            expected, order = (steps, batch), "seq_len, batch"
+        if not isinstance(valid, Tensor) or tuple(valid.shape) != expected:
+            got = tuple(valid.shape) if isinstance(valid, Tensor) else type(valid).__name__
+            raise ValueError(f"valid must be a tensor of shape ({order})={expected} (1 for "
+                             f"a real step, 0 for padding), got {got}")
+        weights = valid.to(like.dtype)
+        if batch is None:
+            return weights.unsqueeze(1)
+        return weights.t() if self.batch_first else weights
+
+    def _run_layers(self, x: Tensor, states: list[Tensor], return_mask: bool,
+                    valid: Tensor | None = None):
         r"""Every layer and direction over ``x``.
 
         Args:
             x: :math:`(M, T, B, D)`, or :math:`(1, T, B, D)` read by every member.
             states: ``[h_0]`` or ``[h_0, c_0]``, each :math:`(M, L \cdot dirs, B, K_t H)`.
+            valid: :math:`(T, B)` step weights for the usage statistics, or ``None``.
 
         Returns: output :math:`(M, T, B, dirs \cdot K_t H)`, ``[h_n(, c_n)]`` like
         ``states``, and the mask :math:`(M, T, B, L \cdot dirs, K_t)` (``None`` unless
@@ -655,7 +683,9 @@ class RIMStack(nn.Module):
                 state = [s[:, index].reshape(members, batch, units, hidden).transpose(1, 2)
                          .reshape(members * units, batch, hidden) for s in states]
                 seq = x.flip(1) if direction else x
-                outs, final, step_masks = self.cells[index].scan(seq, state, return_mask)
+                steps_valid = valid.flip(0) if direction and valid is not None else valid
+                outs, final, step_masks = self.cells[index].scan(seq, state, return_mask,
+                                                                 steps_valid)
                 out = torch.stack(outs).view(steps, members, units, batch, hidden)
                 if direction:
                     out = out.flip(0)
@@ -702,6 +732,10 @@ class RIM(RIMStack):
         - hx: ``(h_0, c_0)`` for ``"lstm"``, ``h_0`` for ``"gru"``; each
           :math:`(L \cdot dirs, B, K_t \cdot H)` (no batch dim when unbatched), with unit
           ``j``'s state at features ``j*H:(j+1)*H``. Zeros when omitted.
+        - valid (keyword, optional): :math:`(T, B)` (:math:`(B, T)` with ``batch_first``,
+          :math:`(T)` unbatched), 1 for a real step and 0 for padding: the unit-usage
+          statistics (``balance_loss``, ``usage_floor``) count real steps only. The
+          outputs are computed for every step either way.
 
     Outputs: output, h_n (or (h_n, c_n)) [, mask]
         - output: :math:`(T, B, dirs \cdot K_t \cdot H)` (batch first with ``batch_first``),
@@ -741,7 +775,8 @@ class RIM(RIMStack):
                 f"k={self.k}, cell={self.cell!r}, num_layers={self.num_layers}, "
                 f"bidirectional={self.bidirectional}, batch_first={self.batch_first}")
 
-    def forward(self, input: Tensor, hx=None, return_mask: bool = False):
+    def forward(self, input: Tensor, hx=None, return_mask: bool = False,
+                valid: Tensor | None = None):
         check_float_tensor("input", input)
         if input.dim() not in (2, 3) or input.shape[-1] != self.input_size:
             raise ValueError(
@@ -757,9 +792,11 @@ class RIM(RIMStack):
         if steps == 0:
             raise ValueError("input must have at least one time step, got seq_len=0")
         states = self._initial_states(hx, x, batched)
+        valid = self._check_valid(valid, steps, batch if batched else None, x)
 
         out, h_n, mask = self._run_layers(x.unsqueeze(0),
-                                          [s.unsqueeze(0) for s in states], return_mask)
+                                          [s.unsqueeze(0) for s in states], return_mask,
+                                          valid)
         x, h_n = out[0], [s[0] for s in h_n]
         if self.aux_loss is not None:
             self.aux_loss = self.aux_loss[0]

@@ -205,6 +205,34 @@ def test_the_usage_floor_holds_every_unit_in_its_band():
         RIM(2, 8, 4, 1, usage_floor=0.1, usage_floor_step=0)
 
 
+def test_usage_statistics_count_only_the_valid_steps():
+    """With valid marking padding, the load-balancing loss and the usage floor's move are
+    those of the unpadded sequences (padding comes after them, so outputs agree there)."""
+    from rim_rllib import RIM, pack
+    kwargs = dict(input_dropout=0.0, comm_dropout=0.0, balance_loss=True, usage_floor=0.35,
+                  usage_floor_step=0.1, batch_first=True)
+    torch.manual_seed(0)
+    rim = RIM(3, 8, 5, 2, **kwargs)
+    x = torch.randn(4, 9, 3)
+    padded = torch.cat([x, 5 * torch.randn(4, 6, 3)], dim=1)
+    valid = torch.arange(15).expand(4, -1) < 9
+    for model, check in ((rim, lambda loss: loss), (pack([rim, rim]), lambda loss: loss[0])):
+        start = [cell.selection_bias.clone() for cell in model.cells]
+        model(x)
+        loss, moved = check(model.aux_loss), model.cells[0].selection_bias.clone()
+        model.cells[0].selection_bias.copy_(start[0])
+        model(padded, valid=valid)
+        torch.testing.assert_close(check(model.aux_loss), loss)
+        assert torch.equal(model.cells[0].selection_bias, moved)
+        assert not torch.equal(moved, start[0])
+        model(padded)  # counting the padding changes the statistics
+        assert not torch.allclose(check(model.aux_loss), loss)
+    with pytest.raises(ValueError, match=r"valid must be a tensor of shape \(batch, "
+                       r"seq_len\)=\(4, 15\) \(1 for a real step, 0 for padding\), "
+                       r"got \(15, 4\)"):
+        rim(padded, valid=valid.t())
+
+
 def test_bad_selection_cures_are_named():
     from rim_rllib import RIM
     with pytest.raises(ValueError, match="score_noise must be a scale >= 0, got -1"):

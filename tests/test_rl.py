@@ -58,6 +58,28 @@ def test_module_forward_shapes(memory, cell, keys):
     assert values.shape == (5, 6)
 
 
+@pytest.mark.parametrize("stack", ["new", "classic"])
+def test_padding_does_not_count_in_the_usage_statistics(stack):
+    """RLlib pads sequences; the module's training forward tells the RIM which steps are
+    real (the loss mask, or seq_lens on the classic stack)."""
+    config = dict(memory="rim", k=2, balance_loss=1.0, input_dropout=0.0, comm_dropout=0.0)
+    obs = random_obs(2, 6).float()
+    if stack == "new":
+        m = module(**config).train()
+        loss_mask = torch.arange(6).expand(2, -1) < 4
+        padded = m.forward_train(batch(m, obs) | {Columns.LOSS_MASK: loss_mask})["aux_loss"]
+        real = m.forward_train(batch(m, obs[:, :4]))["aux_loss"]
+    else:
+        m = RIMRecurrentModel(OBS, gym.spaces.Discrete(7), 7, {"max_seq_len": 6}, "rim",
+                              **config)
+        state = [s.expand(2, -1) for s in m.get_initial_state()]
+        m.forward_rnn(obs.flatten(2), state, torch.tensor([4, 4]))
+        padded = m.net.aux_loss()
+        m.forward_rnn(obs[:, :4].flatten(2), state, torch.tensor([4, 4]))
+        real = m.net.aux_loss()
+    torch.testing.assert_close(padded, real)
+
+
 def test_state_carries_across_chunks():
     m = module()
     obs = random_obs(4, 10)

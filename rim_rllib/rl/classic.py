@@ -8,6 +8,7 @@
 
 from ray.rllib.models import ModelCatalog
 from ray.rllib.models.torch.recurrent_net import RecurrentNetwork
+import torch
 from torch import nn
 
 from rim_rllib.actor_critic import MiniGridActorCritic
@@ -35,7 +36,11 @@ class RIMRecurrentModel(RecurrentNetwork, nn.Module):
     def forward_rnn(self, inputs, state, seq_lens):
         batch, steps = inputs.shape[:2]
         obs = inputs.reshape(batch, steps, *self.net.image_shape)
-        logits, values, new_state = self.net(obs, dict(zip(self.net.state_keys, state)))
+        # RLlib pads each sequence to max_seq_len; only the first seq_lens steps are real.
+        valid = (None if seq_lens is None else
+                 torch.arange(steps, device=inputs.device) < seq_lens.to(inputs.device)[:, None])
+        logits, values, new_state = self.net(obs, dict(zip(self.net.state_keys, state)),
+                                             valid=valid)
         self._values = values.reshape(-1)
         return logits, [new_state[key] for key in self.net.state_keys]
 

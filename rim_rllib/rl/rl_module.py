@@ -38,7 +38,8 @@ class RIMActorCriticModule(TorchRLModule, ValueFunctionAPI):
     then returns the weighted load-balancing loss as ``"aux_loss"``, which
     :class:`RIMPPOTorchLearner` adds to PPO's loss), and RLlib's ``max_seq_len`` (truncated
     BPTT length). State: ``{"h": (S,), "c": (S,)}`` per episode (``"h"`` only for GRU
-    units).
+    units). Training forwards pass the batch's loss mask to the RIM, so that its usage
+    statistics (``balance_loss``, ``usage_floor``) skip the padding.
     """
 
     def setup(self):
@@ -55,7 +56,8 @@ class RIMActorCriticModule(TorchRLModule, ValueFunctionAPI):
                 Columns.STATE_OUT: state_out}
 
     def _forward_train(self, batch, **kwargs):
-        embeddings, state_out, _ = self.net.embed(batch[Columns.OBS], batch[Columns.STATE_IN])
+        embeddings, state_out, _ = self.net.embed(batch[Columns.OBS], batch[Columns.STATE_IN],
+                                                  valid=batch.get(Columns.LOSS_MASK))
         out = {Columns.ACTION_DIST_INPUTS: self.net.actor(embeddings),
                Columns.STATE_OUT: state_out, Columns.EMBEDDINGS: embeddings}
         aux = self.net.aux_loss()
@@ -63,7 +65,8 @@ class RIMActorCriticModule(TorchRLModule, ValueFunctionAPI):
 
     def compute_values(self, batch, embeddings=None):
         if embeddings is None:
-            embeddings, _, _ = self.net.embed(batch[Columns.OBS], batch[Columns.STATE_IN])
+            embeddings, _, _ = self.net.embed(batch[Columns.OBS], batch[Columns.STATE_IN],
+                                              valid=batch.get(Columns.LOSS_MASK))
         return self.net.value(embeddings)
 
 
