@@ -424,9 +424,10 @@ class RIMScan(nn.Module):
         if self.balance_loss:
             self.aux_loss = load_balance_loss(usage, shares)
         # While annealing the counts are not the model's Ka: nothing to hold them to.
-        counted = steps * batch if valid is None else valid.sum()
-        if self.usage_floor and self.training and self.dense_fraction == 0 and counted > 0:
-            self._move_selection_bias(usage.sum(-1) / counted)
+        if self.usage_floor and self.training and self.dense_fraction == 0:
+            counted = steps * batch if valid is None else valid.sum()
+            if counted > 0:
+                self._move_selection_bias(usage.sum(-1) / counted)
         return outputs, ([h, c] if self.is_lstm else [h]), masks
 
     @torch.no_grad()
