@@ -7,12 +7,12 @@ For every yes/no condition (MiniGrid: an object type in view, carrying a key, an
 in view; MNIST: the pixel being on) the association of a unit with it is its activation
 rate when the condition holds minus its rate when it does not, per trained model (Ka,
 seed, trial and pack member: unit 2 of one seed and unit 2 of another are unrelated
-units), pooled over evaluation environments. Draws ``activations.png`` (units x conditions heatmap of that
-difference) and, for MNIST, ``activation_positions.png`` (each unit's rate by pixel
-position), and prints the strongest associations.
+units), pooled over evaluation environments. Draws ``activations.png`` (a heatmap of that
+difference: a row per model, a column per condition and unit) and, for MNIST,
+``activation_positions.png`` (each unit's rate by pixel position), and prints the
+strongest associations.
 """
 
-import re
 import sys
 from pathlib import Path
 
@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from analysis.cli import results_arguments  # noqa: E402
+from analysis.tables import eval_order  # noqa: E402
 from rim_rllib.tune.activations import ACTIVATIONS_FILE  # noqa: E402
 
 MIN_STEPS = 20  # fewer steps on either side of a condition: no association reported
@@ -75,7 +76,7 @@ def plot_associations(table: pd.DataFrame, path: Path) -> None:
     """A row per model, a column per condition and unit."""
     grid = table.assign(model=model_label(table)).pivot_table(
         index="model", columns=["condition", "unit"], values="difference")
-    grid = grid.loc[sorted(grid.index, key=_natural)]
+    grid = grid.loc[sorted(grid.index, key=eval_order)]
     fig, ax = plt.subplots(figsize=(0.7 * grid.shape[1] + 3, 0.35 * grid.shape[0] + 2))
     image = ax.imshow(grid.values, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
     ax.set_xticks(range(grid.shape[1]), [f"{c}: unit {u}" for c, u in grid.columns],
@@ -99,7 +100,7 @@ def plot_positions(counts: pd.DataFrame, path: Path) -> None:
     rates = (pooled["active"] / pooled["steps"]).rename("rate").reset_index()
     rates["model"] = model_label(rates)
     size = int(np.sqrt(rates["value"].max() + 1))
-    models = sorted(rates["model"].unique(), key=_natural)
+    models = sorted(rates["model"].unique(), key=eval_order)
     units = sorted(rates["unit"].unique())
     fig, axes = plt.subplots(len(models), len(units), squeeze=False,
                              figsize=(1.6 * len(units) + 1, 1.6 * len(models) + 0.6))
@@ -153,11 +154,6 @@ def main(argv=None) -> int:
     print(table.head(15).round(3).to_markdown(index=False))
     print("\nwrote " + " and ".join(str(p) for p in written))
     return 0
-
-
-def _natural(label: str) -> list:
-    """Sort key that puts "Ka=2 seed 10" after "Ka=2 seed 9"."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", label)]
 
 
 if __name__ == "__main__":

@@ -87,7 +87,8 @@ def pick_metric(summary: pd.DataFrame, metric: str | None = None) -> str:
 
 
 def eval_order(value: str) -> tuple:
-    """Sort key putting image sizes and environment ids in natural order (6x6 < 16x16)."""
+    """Sort key putting image sizes, environment ids and other labels with numbers in
+    natural order (6x6 < 16x16, seed 9 < seed 10)."""
     return tuple(int(part) if part.isdigit() else part
                  for part in re.split(r"(\d+)", value))
 
