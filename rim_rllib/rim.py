@@ -40,13 +40,18 @@ def _check_cell(cell) -> None:
         raise ValueError(f"cell must be one of {sorted(CELLS)}, got {cell!r}")
 
 
+def _is_number(value) -> bool:
+    """An int or float, not a bool (which Python counts as an int)."""
+    return not isinstance(value, bool) and isinstance(value, (int, float))
+
+
 def _check_bool(name: str, value) -> None:
     if not isinstance(value, bool):
         raise ValueError(f"{name} must be True or False, got {value!r}")
 
 
 def _check_dropout(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+    if not _is_number(value) or not 0 <= value < 1:
         raise ValueError(f"{name} must be a probability in [0, 1), got {value!r}")
 
 
@@ -219,8 +224,7 @@ def set_dense_fraction_(module: nn.Module, fraction: float, in_eval: bool = Fals
     mode: its behaviour policy must use the same units as the policy it learns (a training
     loop that sets it sets ``fraction`` back to 0 before evaluating). Not for CUDA-graphed
     steps (the counts are fixed at capture). Returns ``module``."""
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) \
-            or not 0 <= fraction <= 1:
+    if not _is_number(fraction) or not 0 <= fraction <= 1:
         raise ValueError(f"fraction must be a number in [0, 1], got {fraction!r}")
     _check_bool("in_eval", in_eval)
     for sub in module.modules():
@@ -561,8 +565,7 @@ class RIMCell(RIMScan):
         self.comm_dropout = comm_dropout
         _check_bool("balance_loss", balance_loss)
         self.balance_loss = balance_loss
-        if (isinstance(score_noise, bool) or not isinstance(score_noise, (int, float))
-                or score_noise < 0):
+        if not _is_number(score_noise) or score_noise < 0:
             raise ValueError(f"score_noise must be a scale >= 0, got {score_noise!r}")
         if score_noise_type not in SCORE_NOISE_TYPES:
             raise ValueError(f"score_noise_type must be one of {list(SCORE_NOISE_TYPES)}, "
@@ -575,12 +578,10 @@ class RIMCell(RIMScan):
         self.cosine_scores = cosine_scores
         _check_bool("query_bias", query_bias)
         self.query_bias = query_bias
-        if (isinstance(usage_floor, bool) or not isinstance(usage_floor, (int, float))
-                or not 0 <= usage_floor < k / num_units):
+        if not _is_number(usage_floor) or not 0 <= usage_floor < k / num_units:
             raise ValueError(f"usage_floor must be a rate in [0, k/num_units={k}/{num_units}) "
                              f"(every unit can reach it), got {usage_floor!r}")
-        if (isinstance(usage_floor_step, bool)
-                or not isinstance(usage_floor_step, (int, float)) or usage_floor_step <= 0):
+        if not _is_number(usage_floor_step) or usage_floor_step <= 0:
             raise ValueError(f"usage_floor_step must be a number > 0, got {usage_floor_step!r}")
         self.usage_floor = float(usage_floor)
         self.usage_floor_step = float(usage_floor_step)
