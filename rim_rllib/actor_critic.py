@@ -67,6 +67,11 @@ class MiniGridActorCritic(nn.Module):
             nn.Conv2d(32, 64, 2), nn.ReLU(), nn.Flatten())
         with torch.no_grad():
             features = self.encoder(torch.zeros(1, channels, height, width)).shape[1]
+        if rim_kwargs.get("fatigue"):
+            raise ValueError(f"fatigue={rim_kwargs['fatigue']!r}: the agent acts one step "
+                             "per forward and the RIM's tiredness restarts at 0 in each, so "
+                             "acting and learning would select units differently; expected "
+                             "0 (fatigue is for the sequence tasks)")
         if memory == "rim":
             rim_kwargs = dict(input_value_size=64, comm_value_size=hidden_size,
                               input_dropout=0.0, comm_dropout=0.0,

@@ -26,7 +26,8 @@ CELL_SIZES = ("input_size", "hidden_size", "num_units", "cell", "input_key_size"
               "input_value_size", "num_input_heads", "input_dropout", "comm_key_size",
               "comm_value_size", "num_comm_heads", "comm_dropout", "balance_loss",
               "score_noise", "score_noise_type", "score_dropout", "cosine_scores",
-              "query_bias", "usage_floor", "usage_floor_step")
+              "query_bias", "usage_floor", "usage_floor_step", "fatigue",
+              "fatigue_decay")
 RIM_SIZES = ("input_size", "hidden_size", "num_units", "cell", "num_layers", "bidirectional",
              "batch_first", "dropout")
 # A RIMCell's input key and value maps are nn.Linear (weight out x in); packed, they are a

@@ -261,6 +261,10 @@ class RIMScan(nn.Module):
     #: selection bias (0: off); see :class:`RIMCell`.
     usage_floor: float = 0.0
     usage_floor_step: float = 0.01
+    #: Within a sequence, lower each unit's selection score by ``fatigue`` times its
+    #: decayed count of recent activations (0: off); see :class:`RIMCell`.
+    fatigue: float = 0.0
+    fatigue_decay: float = 0.9
     #: The last forward's :func:`load_balance_loss`, :math:`(M,)`, when :attr:`balance_loss`.
     aux_loss: Tensor | None = None
     #: In training, how far each member's number of active units is raised from its ``k``
@@ -414,14 +418,20 @@ class RIMScan(nn.Module):
         outputs, masks = [], []
         usage = shares = x.new_zeros(members, units, batch)
         valid_steps = [None] * steps if valid is None else valid.unbind(0)
+        tiredness = x.new_zeros(members, units, batch) if self.fatigue else None
         for keys_t, x_t, keep_t, comm_keep_t, jitter_t, valid_t in zip(
                 keys.unbind(0), x_steps, keep, comm_keep, jitter, valid_steps):
+            if tiredness is not None:
+                penalty = tiredness * -self.fatigue
+                jitter_t = penalty if jitter_t is None else jitter_t + penalty
             h, c, mask, share = step(h, c, keys_t, x_t, keep_t, comm_keep_t, jitter_t,
                                      weights, sizes)
             if self.balance_loss:
                 shares = shares + (share if valid_t is None else share * valid_t)
             if self.balance_loss or self.usage_floor:
                 usage = usage + (mask if valid_t is None else mask * valid_t)
+            if tiredness is not None:
+                tiredness = tiredness * self.fatigue_decay + mask
             outputs.append(h)
             if return_mask:
                 masks.append(mask.bool())
@@ -506,6 +516,17 @@ class RIMCell(RIMScan):
             loss term: units that would otherwise never win (unit collapse) get steps,
             while the ranking inside the band is the model's own.
         usage_floor_step: how far :attr:`selection_bias` moves per training forward.
+        fatigue: lower each unit's selection score, for the ranking only and in training
+            and evaluation, by ``fatigue`` times its *tiredness*: 0 at the start of every
+            forward call, then ``fatigue_decay * tiredness + active`` after each step (0:
+            off, the reference's selection). A unit that won the last steps yields to
+            one that has rested, so a small ``k`` spreads the sequence over the units
+            instead of running it all through one: the top-``k`` still picks by
+            attention among units about as tired. The tiredness is not part of the
+            state: a sequence run in pieces (or step by step) is not the sequence run
+            whole, so it is for models that read each sequence in one call (the
+            sequence tasks), not for agents that act step by step.
+        fatigue_decay: how much tiredness a unit keeps per step, in ``[0, 1)``.
 
     Inputs: input, hx
         - input: :math:`(B, D)`.
@@ -525,7 +546,8 @@ class RIMCell(RIMScan):
                  balance_loss: bool = False, score_noise: float = 0.0,
                  score_noise_type: str = "gaussian", score_dropout: float = 0.0,
                  cosine_scores: bool = False, query_bias: bool = True,
-                 usage_floor: float = 0.0, usage_floor_step: float = 0.01, device=None,
+                 usage_floor: float = 0.0, usage_floor_step: float = 0.01,
+                 fatigue: float = 0.0, fatigue_decay: float = 0.9, device=None,
                  dtype=None):
         super().__init__()
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
@@ -585,6 +607,12 @@ class RIMCell(RIMScan):
             raise ValueError(f"usage_floor_step must be a number > 0, got {usage_floor_step!r}")
         self.usage_floor = float(usage_floor)
         self.usage_floor_step = float(usage_floor_step)
+        if not _is_number(fatigue) or fatigue < 0:
+            raise ValueError(f"fatigue must be a number >= 0, got {fatigue!r}")
+        if not _is_number(fatigue_decay) or not 0 <= fatigue_decay < 1:
+            raise ValueError(f"fatigue_decay must be a number in [0, 1), got {fatigue_decay!r}")
+        self.fatigue = float(fatigue)
+        self.fatigue_decay = float(fatigue_decay)
         if usage_floor:  # registered only when on: state dicts stay as they were without it
             self.register_buffer("selection_bias", torch.zeros(num_units, **factory))
 

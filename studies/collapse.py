@@ -5,18 +5,20 @@ the task's metric and the collapse metrics (switch rate, usage entropy) per cure
     python studies/collapse.py --ka 2 4 --cures none noise balance
     python studies/collapse.py --task minigrid-empty
 
-Cures (off in every other study, so results stay comparable with the reference):
+Cures (each off here unless it is the cure, the MNIST ``cpu`` preset's own included, so
+that ``none`` is the reference's RIM):
 ``noise`` Gaussian noise of scale 0.5 on the selection scores in training (noisy top-k
 gating), ``gumbel`` the same with Gumbel noise, ``score-dropout`` each unit left out of a
 step's ranking with probability 0.25, ``balance`` the load-balancing loss at weight 0.1
 (Switch Transformer's), ``anneal`` dense-to-sparse training over the first 80% of the steps
-(``k_anneal``: of the frames on MiniGrid, where the agent also acts with the annealed units;
-the MNIST ``cpu`` preset's default, switched off for every other cure here),
+(``k_anneal``: of the frames on MiniGrid, where the agent also acts with the annealed units),
 ``balance-anneal`` both of the last two (annealing gives the units that lose the first
 rankings the gradient that the loss then needs to balance them), ``floor`` a selection bias
 that holds every unit's activation rate within [0.1, 0.9] (``usage_floor``; no loss term),
-``anneal-floor`` annealing and the floor. ``none`` is the uncured RIM. See the README's
-unit-collapse section.
+``anneal-floor`` annealing and the floor, ``fatigue`` a unit's recent wins lowering its
+selection score within each sequence (``fatigue=1``; sequence tasks only: an agent acts step
+by step), ``anneal-fatigue`` annealing and fatigue (the MNIST ``cpu`` preset's default).
+``none`` is the uncured RIM. See the README's unit-collapse section.
 """
 
 import sys
@@ -34,7 +36,11 @@ CURES = {
     "balance-anneal": {"balance_loss": 0.1, "k_anneal": 0.8},
     "floor": {"usage_floor": 0.1},
     "anneal-floor": {"k_anneal": 0.8, "usage_floor": 0.1},
+    "fatigue": {"fatigue": 1.0},
+    "anneal-fatigue": {"k_anneal": 0.8, "fatigue": 1.0},
 }
+# Cures that act within a sequence read in one call: not for agents acting step by step.
+SEQUENCE_CURES = ("fatigue", "anneal-fatigue")
 # Cure keys of the training loop; MiniGrid trials take the others (RIM arguments) under
 # ``rim``.
 LOOP_KEYS = ("k_anneal",)
@@ -47,9 +53,14 @@ def cure_variants(task: str, ks, cures) -> list[dict]:
         if not 1 <= k <= kt:
             raise ValueError(f"Ka={k} is outside 1..Kt={kt}")
     if task in SEQUENCE_TASKS:
-        # One cure at a time: a preset's own annealing is off unless it is the cure.
+        # One cure at a time: a preset's own cures are off unless they are the cure.
         return [{"model": "rim", "num_units": kt, "k": k, "cell": "lstm", "k_anneal": 0.0,
-                 **CURES[cure]} for cure in cures for k in ks]
+                 "fatigue": 0.0, **CURES[cure]} for cure in cures for k in ks]
+    unfit = [cure for cure in cures if cure in SEQUENCE_CURES]
+    if unfit:
+        raise ValueError(f"--cures {unfit[0]}: for the sequence tasks {list(SEQUENCE_TASKS)} "
+                         f"(the agent acts one step per forward); {task} takes "
+                         f"{[c for c in CURES if c not in SEQUENCE_CURES]}")
     variants = []
     for cure in cures:
         rim = {key: value for key, value in CURES[cure].items() if key not in LOOP_KEYS}
@@ -64,11 +75,12 @@ def main(argv=None) -> int:
     parser.add_argument("--cures", nargs="+", choices=list(CURES), default=None,
                         help="default: every cure")
     args = parser.parse_args(argv)
-    args.cures = args.cures or list(CURES)
-    kt = DEFAULT_KT[args.task if args.task in SEQUENCE_TASKS else "minigrid"]
+    sequence = args.task in SEQUENCE_TASKS
+    args.cures = args.cures or [c for c in CURES if sequence or c not in SEQUENCE_CURES]
+    kt = DEFAULT_KT[args.task if sequence else "minigrid"]
     ks = args.ka or range(1, kt + 1)
     by = sorted({key for cure in args.cures for key in CURES[cure]})
-    if args.task not in SEQUENCE_TASKS:  # RIM arguments ride in one ``rim`` dict there
+    if not sequence:  # RIM arguments ride in one ``rim`` dict there
         by = [key for key in by if key in LOOP_KEYS] + ["rim"]
     path, table = run_and_tabulate(parser, args, lambda: task_spec(
         args.task, args.preset, cure_variants(args.task, ks, args.cures), args.seeds,

@@ -116,11 +116,16 @@ def test_each_collapse_cure_runs_alone():
     """The MNIST preset anneals its RIMs; in the collapse study only the anneal cure does,
     so that 'none' is the uncured RIM."""
     variants = load("collapse").cure_variants("mnist", [2], ["none", "noise", "anneal",
-                                                            "balance-anneal"])
-    assert [(v["k_anneal"], v.get("score_noise"), v.get("balance_loss")) for v in variants] == [
-        (0.0, None, None), (0.0, 0.5, None), (0.8, None, None), (0.8, None, 0.1)]
+                                                            "balance-anneal", "fatigue"])
+    assert [(v["k_anneal"], v["fatigue"], v.get("score_noise"), v.get("balance_loss"))
+            for v in variants] == [(0.0, 0.0, None, None), (0.0, 0.0, 0.5, None),
+                                   (0.8, 0.0, None, None), (0.8, 0.0, None, 0.1),
+                                   (0.0, 1.0, None, None)]
     # MiniGrid trials take the RIM's arguments under "rim", the training loop's at the top.
     variants = load("collapse").cure_variants("minigrid-empty", [2], ["none", "noise",
                                                                      "balance-anneal"])
     assert [(v["k_anneal"], v["rim"]) for v in variants] == [
         (0.0, None), (0.0, {"score_noise": 0.5}), (0.8, {"balance_loss": 0.1})]
+    with pytest.raises(ValueError, match=r"--cures fatigue: for the sequence tasks "
+                       r"\['mnist', 'copying'\] \(the agent acts one step per forward\)"):
+        load("collapse").cure_variants("minigrid-empty", [2], ["none", "fatigue"])

@@ -205,6 +205,45 @@ def test_the_usage_floor_holds_every_unit_in_its_band():
         RIM(2, 8, 4, 1, usage_floor=0.1, usage_floor_step=0)
 
 
+def test_fatigue_makes_a_small_k_take_turns():
+    """With fatigue, a unit that won the last steps yields: at a fatigue far above the
+    scores a Ka=1 RIM activates its units in turn (every Kt consecutive steps use each
+    once), in training and evaluation, where without it some units never run. The
+    tiredness restarts in every forward; a pack's members are their standalone models."""
+    from rim_rllib import RIM, pack
+    from rim_rllib.actor_critic import MiniGridActorCritic
+    kwargs = dict(input_dropout=0.0, comm_dropout=0.0)
+    torch.manual_seed(0)
+    x = torch.randn(1, 5, 2).expand(24, 5, 2).contiguous()  # one input: collapse-prone
+    plain = RIM(2, 8, 4, 1, **kwargs)
+    assert plain(x, return_mask=True)[2].float().mean((0, 1, 2)).min() == 0  # idle units
+    tired = RIM(2, 8, 4, 1, fatigue=1e4, fatigue_decay=0.5, **kwargs)
+    tired.load_state_dict(plain.state_dict())
+    for mode in (tired.train, tired.eval):
+        mask = mode()(x, return_mask=True)[2][:, :, 0].float()              # (T, B, Kt)
+        windows = mask.unfold(0, 4, 1).sum(-1)                       # (T - 3, B, Kt)
+        assert torch.equal(windows, torch.ones_like(windows))
+    first = tired(x[:4], return_mask=True)[2]
+    again = tired(x[4:8], return_mask=True)[2]
+    assert torch.equal(first, again)  # the second call starts rested, not where it was
+
+    other = RIM(2, 8, 4, 2, fatigue=1e4, fatigue_decay=0.5, **kwargs)
+    packed = pack([tired, other])
+    out, _, mask = packed.eval()(x, return_mask=True)
+    for i, member in enumerate([tired, other]):
+        out_m, _, mask_m = member.eval()(x, return_mask=True)
+        assert torch.equal(mask[i], mask_m)
+        torch.testing.assert_close(out[i], out_m)
+    with pytest.raises(ValueError, match="fatigue must be a number >= 0, got -1"):
+        RIM(2, 8, 4, 1, fatigue=-1)
+    with pytest.raises(ValueError, match=r"fatigue_decay must be a number in \[0, 1\), "
+                       r"got 1"):
+        RIM(2, 8, 4, 1, fatigue=1, fatigue_decay=1)
+    with pytest.raises(ValueError, match=r"fatigue=0.5: the agent acts one step per "
+                       r"forward"):
+        MiniGridActorCritic(7, fatigue=0.5)
+
+
 def test_usage_statistics_count_only_the_valid_steps():
     """With valid marking padding, the load-balancing loss and the usage floor's move are
     those of the unpadded sequences (padding comes after them, so outputs agree there)."""

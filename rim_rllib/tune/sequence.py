@@ -56,7 +56,7 @@ RIM_KWARGS = ("input_key_size", "input_value_size", "input_query_size", "num_inp
               "input_dropout", "comm_key_size", "comm_value_size", "comm_query_size",
               "num_comm_heads", "comm_dropout", "score_noise", "score_noise_type",
               "score_dropout", "cosine_scores", "query_bias", "usage_floor",
-              "usage_floor_step")
+              "usage_floor_step", "fatigue", "fatigue_decay")
 COMMON_DEFAULTS = dict(
     model="rim", cell="lstm", num_units=6, k=4, hidden_size=100, lr=1e-3, batch_size=64,
     eval_batch_size=500, seed=0, threads=1, grad_clip=1.0, init="default", compile=False,
