@@ -39,7 +39,9 @@ class MiniGridActorCritic(nn.Module):
         - obs: :math:`(B, T, 7, 7, 3)`, any numeric dtype (MiniGrid's object/color/state
           indices, not normalised, as in the reference).
         - state: dict ``{"h": (B, S)}`` (and ``"c"`` for LSTM cells) with
-          :math:`S = K_t H`; :meth:`initial_state` gives zeros.
+          :math:`S = K_t H`, and ``"tired"`` :math:`(B, K_t)` for a RIM with ``fatigue``
+          (its units' tiredness, see :class:`rim_rllib.RIMCell`); :meth:`initial_state`
+          gives zeros.
 
     Outputs: logits :math:`(B, T, A)`, values :math:`(B, T)`, the new state dict, and with
     ``return_mask=True`` the RIM activation mask :math:`(B, T, K_t)` (``None`` for the LSTM).
@@ -60,6 +62,14 @@ class MiniGridActorCritic(nn.Module):
         self.memory_type = memory
         self.cell = cell if memory == "rim" else "lstm"
         self.state_size = num_units * hidden_size
+        # A RIM with fatigue carries its units' tiredness across forwards (the agent acts
+        # one step per forward) as one more state entry.
+        self.memory_keys = ("h", "c") if self.cell == "lstm" else ("h",)
+        tired = memory == "rim" and bool(rim_kwargs.get("fatigue"))
+        self.state_keys = self.memory_keys + (("tired",) if tired else ())
+        self.state_sizes = {key: self.state_size for key in self.memory_keys}
+        if tired:
+            self.state_sizes["tired"] = num_units
         self.image_shape = tuple(image_shape)
         self.encoder = nn.Sequential(
             nn.Conv2d(channels, 16, 2), nn.ReLU(), nn.MaxPool2d(2),
@@ -67,11 +77,6 @@ class MiniGridActorCritic(nn.Module):
             nn.Conv2d(32, 64, 2), nn.ReLU(), nn.Flatten())
         with torch.no_grad():
             features = self.encoder(torch.zeros(1, channels, height, width)).shape[1]
-        if rim_kwargs.get("fatigue"):
-            raise ValueError(f"fatigue={rim_kwargs['fatigue']!r}: the agent acts one step "
-                             "per forward and the RIM's tiredness restarts at 0 in each, so "
-                             "acting and learning would select units differently; expected "
-                             "0 (fatigue is for the sequence tasks)")
         if memory == "rim":
             rim_kwargs = dict(input_value_size=64, comm_value_size=hidden_size,
                               input_dropout=0.0, comm_dropout=0.0,
@@ -85,14 +90,11 @@ class MiniGridActorCritic(nn.Module):
         self.critic = nn.Sequential(nn.Linear(self.state_size, 64), nn.Tanh(),
                                     nn.Linear(64, 1))
 
-    @property
-    def state_keys(self) -> tuple[str, ...]:
-        return ("h", "c") if self.cell == "lstm" else ("h",)
-
     def initial_state(self, batch: int | None = None, device=None) -> dict[str, Tensor]:
-        """Zeros: ``(S,)`` per key without ``batch``, else ``(batch, S)``."""
-        shape = (self.state_size,) if batch is None else (batch, self.state_size)
-        return {key: torch.zeros(shape, device=device) for key in self.state_keys}
+        """Zeros: ``(S,)`` per key without ``batch``, else ``(batch, S)`` (``K_t`` for
+        ``"tired"``)."""
+        return {key: torch.zeros((size,) if batch is None else (batch, size), device=device)
+                for key, size in self.state_sizes.items()}
 
     def embed(self, obs: Tensor, state: dict[str, Tensor], return_mask: bool = False,
               valid: Tensor | None = None):
@@ -106,14 +108,18 @@ class MiniGridActorCritic(nn.Module):
                              f"got {tuple(obs.shape)}")
         images = obs.reshape(batch * steps, *self.image_shape).permute(0, 3, 1, 2).float()
         features = self.encoder(images).view(batch, steps, -1)
-        hx = tuple(state[key].unsqueeze(0) for key in self.state_keys)
+        hx = tuple(state[key].unsqueeze(0) for key in self.memory_keys)
         hx = hx if self.cell == "lstm" else hx[0]
         mask = None
         if self.memory_type == "rim":
-            result = self.memory(features, hx, return_mask=return_mask, valid=valid)
+            tired = state.get("tired")
+            result = self.memory(features, hx, return_mask=return_mask, valid=valid,
+                                 tiredness=None if tired is None else tired.unsqueeze(0))
             out, new = result[:2]
             if return_mask:
                 mask = result[2][:, :, 0]
+            if tired is not None:
+                new = (*(new if isinstance(new, tuple) else (new,)), result[-1])
         else:
             out, new = self.memory(features, hx)
         new = new if isinstance(new, tuple) else (new,)
@@ -178,7 +184,8 @@ class PackedMiniGridActorCritic(nn.Module):
         self.num_members = members
         self.memory_type, self.cell = first.memory_type, first.cell
         self.state_size, self.image_shape = first.state_size, first.image_shape
-        self.state_keys = first.state_keys
+        self.memory_keys, self.state_keys = first.memory_keys, first.state_keys
+        self.state_sizes = first.state_sizes
         self.encoder = _grouped_encoder(first.encoder, members)
         self.memory = pack([m.memory for m in models])
         self.actor = _grouped_head(first.actor, members)
@@ -190,9 +197,9 @@ class PackedMiniGridActorCritic(nn.Module):
         self._template = [copy.deepcopy(first).cpu()]  # structure for unpack(), not a submodule
 
     def initial_state(self, batch: int, device=None) -> dict[str, Tensor]:
-        """Zeros, :math:`(M, B, S)` per key."""
-        shape = (self.num_members, batch, self.state_size)
-        return {key: torch.zeros(shape, device=device) for key in self.state_keys}
+        """Zeros, :math:`(M, B, S)` per key (:math:`(M, B, K_t)` for ``"tired"``)."""
+        return {key: torch.zeros((self.num_members, batch, size), device=device)
+                for key, size in self.state_sizes.items()}
 
     def forward(self, obs: Tensor, state: dict[str, Tensor], return_mask: bool = False):
         members = self.num_members
@@ -208,12 +215,18 @@ class PackedMiniGridActorCritic(nn.Module):
                                                                members * channels, height,
                                                                width)
         features = self.encoder(images).view(batch, steps, members, -1).permute(2, 0, 1, 3)
-        hx = tuple(state[key].unsqueeze(1) for key in self.state_keys)
+        hx = tuple(state[key].unsqueeze(1) for key in self.memory_keys)
         hx = hx if self.cell == "lstm" else hx[0]
         mask = None
-        if self.memory_type == "rim" and return_mask:
-            out, new, mask = self.memory(features, hx, return_mask=True)
-            mask = mask[:, :, :, 0]
+        if self.memory_type == "rim":
+            tired = state.get("tired")
+            result = self.memory(features, hx, return_mask=return_mask,
+                                 tiredness=None if tired is None else tired.unsqueeze(1))
+            out, new = result[:2]
+            if return_mask:
+                mask = result[2][:, :, :, 0]
+            if tired is not None:
+                new = (*(new if isinstance(new, tuple) else (new,)), result[-1])
         else:
             out, new = self.memory(features, hx)
         new = new if isinstance(new, tuple) else (new,)

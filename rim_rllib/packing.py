@@ -212,11 +212,14 @@ class PackedRIM(RIMStack):
         - valid (keyword, optional): :math:`(T, B)` (:math:`(B, T)` with ``batch_first``)
           real-step weights for the usage statistics, shared by the members; see
           :class:`~rim_rllib.RIM`.
+        - tiredness (keyword, ``fatigue`` only): :math:`(M, L \cdot dirs, B, K_t)`;
+          zeros when omitted.
 
-    Outputs: output, h_n (or (h_n, c_n)) [, mask], member ``m``'s at index ``m`` of a
-    leading dimension :math:`M`: output :math:`(M, T, B, dirs \cdot K_t H)` (batch first
-    with ``batch_first``), h_n and c_n :math:`(M, L \cdot dirs, B, K_t H)`, mask bool
-    :math:`(M, T, B, L \cdot dirs, K_t)` (batch first with ``batch_first``).
+    Outputs: output, h_n (or (h_n, c_n)) [, mask] [, tiredness], member ``m``'s at index
+    ``m`` of a leading dimension :math:`M`: output :math:`(M, T, B, dirs \cdot K_t H)`
+    (batch first with ``batch_first``), h_n and c_n :math:`(M, L \cdot dirs, B, K_t H)`,
+    mask bool :math:`(M, T, B, L \cdot dirs, K_t)` (batch first with ``batch_first``),
+    tiredness (only when given) like the input's.
     """
 
     def __init__(self, rims: list[RIM]):
@@ -237,7 +240,7 @@ class PackedRIM(RIMStack):
                 f"batch_first={self.batch_first}")
 
     def forward(self, input: Tensor, hx=None, return_mask: bool = False,
-                valid: Tensor | None = None):
+                valid: Tensor | None = None, tiredness: Tensor | None = None):
         check_float_tensor("input", input)
         members = self.num_members
         if (input.dim() not in (3, 4) or input.shape[-1] != self.input_size
@@ -255,13 +258,17 @@ class PackedRIM(RIMStack):
                     self.num_units * self.hidden_size)
         states = checked_states(hx, self.cell, expected, x)
         valid = self._check_valid(valid, x.shape[1], x.shape[2], x)
-        out, h_n, mask = self._run_layers(x, states, return_mask, valid)
+        if tiredness is not None:
+            self.cells[0]._check_tiredness(tiredness, expected[:3] + (self.num_units,), x)
+        out, h_n, mask, tired = self._run_layers(x, states, return_mask, valid, tiredness)
         if self.batch_first:
             out = out.transpose(1, 2)
-        h_n = tuple(h_n) if self.cell == "lstm" else h_n[0]
-        if not return_mask:
-            return out, h_n
-        return out, h_n, (mask.transpose(1, 2) if self.batch_first else mask)
+        result = (out, tuple(h_n) if self.cell == "lstm" else h_n[0])
+        if return_mask:
+            result += (mask.transpose(1, 2) if self.batch_first else mask,)
+        if tiredness is not None:
+            result += (tired,)
+        return result
 
     def unpack(self) -> list[RIM]:
         """Standalone RIMs holding this pack's weights, in member order."""

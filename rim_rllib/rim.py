@@ -336,7 +336,7 @@ class RIMScan(nn.Module):
         return self._rank_keep_cache[1].unsqueeze(-1).expand(-1, -1, batch)
 
     def scan(self, x: Tensor, state: list[Tensor], return_mask: bool = False,
-             valid: Tensor | None = None):
+             valid: Tensor | None = None, tiredness: Tensor | None = None):
         """Run the recurrence over a sequence; the building block of ``RIM``.
 
         Args:
@@ -346,11 +346,14 @@ class RIMScan(nn.Module):
             return_mask: collect each step's activation mask.
             valid: :math:`(T, B)` weights (1: a real step, 0: padding) for the unit-usage
                 statistics (load-balancing loss, usage floor), or ``None`` (all real).
+            tiredness: :math:`(M, K_t, B)`, the units' tiredness before the first step
+                (``fatigue`` only), or ``None`` for zeros.
 
         Returns:
-            ``(outputs, final_state, masks)``: ``outputs`` a list of ``T`` tensors
-            :math:`(M K_t, B, H)`, ``final_state`` like ``state``, ``masks`` a list of ``T``
-            bool tensors :math:`(M, K_t, B)` (empty unless ``return_mask``).
+            ``(outputs, final_state, masks, tiredness)``: ``outputs`` a list of ``T``
+            tensors :math:`(M K_t, B, H)`, ``final_state`` like ``state``, ``masks`` a list
+            of ``T`` bool tensors :math:`(M, K_t, B)` (empty unless ``return_mask``), the
+            tiredness after the last step (``None`` without ``fatigue``).
         """
         members, units = self.num_members, self.num_units
         groups = members * units
@@ -418,7 +421,10 @@ class RIMScan(nn.Module):
         outputs, masks = [], []
         usage = shares = x.new_zeros(members, units, batch)
         valid_steps = [None] * steps if valid is None else valid.unbind(0)
-        tiredness = x.new_zeros(members, units, batch) if self.fatigue else None
+        if not self.fatigue:
+            tiredness = None
+        elif tiredness is None:
+            tiredness = x.new_zeros(members, units, batch)
         for keys_t, x_t, keep_t, comm_keep_t, jitter_t, valid_t in zip(
                 keys.unbind(0), x_steps, keep, comm_keep, jitter, valid_steps):
             if tiredness is not None:
@@ -442,7 +448,19 @@ class RIMScan(nn.Module):
             counted = steps * batch if valid is None else valid.sum()
             if counted > 0:
                 self._move_selection_bias(usage.sum(-1) / counted)
-        return outputs, ([h, c] if self.is_lstm else [h]), masks
+        return outputs, ([h, c] if self.is_lstm else [h]), masks, tiredness
+
+    def _check_tiredness(self, tiredness, expected: tuple, like: Tensor) -> None:
+        """``tiredness`` of shape ``expected`` and ``like``'s dtype, for a RIM with
+        fatigue."""
+        if not self.fatigue:
+            raise ValueError("tiredness is the state of fatigue: for RIMs with fatigue > 0, "
+                             "this one has fatigue=0")
+        check_float_tensor("tiredness", tiredness)
+        check_shape("tiredness", tiredness, expected)
+        if tiredness.dtype != like.dtype:
+            raise TypeError(f"tiredness must have the input's dtype {like.dtype}, got "
+                            f"{tiredness.dtype}")
 
     @torch.no_grad()
     def _move_selection_bias(self, rate: Tensor) -> None:
@@ -522,19 +540,21 @@ class RIMCell(RIMScan):
             off, the reference's selection). A unit that won the last steps yields to
             one that has rested, so a small ``k`` spreads the sequence over the units
             instead of running it all through one: the top-``k`` still picks by
-            attention among units about as tired. The tiredness is not part of the
-            state: a sequence run in pieces (or step by step) is not the sequence run
-            whole, so it is for models that read each sequence in one call (the
-            sequence tasks), not for agents that act step by step.
+            attention among units about as tired. The tiredness is not in ``hx``: a
+            sequence run in pieces (or step by step, as an agent acts) is the sequence
+            run whole only when each call passes the last one's ``tiredness`` on.
         fatigue_decay: how much tiredness a unit keeps per step, in ``[0, 1)``.
 
     Inputs: input, hx
         - input: :math:`(B, D)`.
         - hx: for ``"lstm"`` a tuple ``(h, c)``, for ``"gru"`` a tensor ``h``; each
           :math:`(B, K_t, H)`. Zeros when omitted.
+        - tiredness (keyword, ``fatigue`` only): :math:`(B, K_t)`, the units' tiredness
+          (zeros at a sequence's start).
 
-    Outputs: hx' (same structure and shapes as ``hx``), and with ``return_mask=True``
-    also the activation mask, a bool tensor :math:`(B, K_t)`.
+    Outputs: hx' (same structure and shapes as ``hx``), with ``return_mask=True`` also the
+    activation mask, a bool tensor :math:`(B, K_t)`, and when ``tiredness`` is given the
+    new tiredness :math:`(B, K_t)`, last.
     """
 
     def __init__(self, input_size: int, hidden_size: int, num_units: int, k: int,
@@ -643,7 +663,8 @@ class RIMCell(RIMScan):
         return (f"{self.input_size}, {self.hidden_size}, num_units={self.num_units}, "
                 f"k={self.k}, cell={self.cell!r}")
 
-    def forward(self, input: Tensor, hx=None, return_mask: bool = False):
+    def forward(self, input: Tensor, hx=None, return_mask: bool = False,
+                tiredness: Tensor | None = None):
         check_float_tensor("input", input)
         if input.dim() != 2 or input.shape[1] != self.input_size:
             raise ValueError(f"input must have shape (batch, input_size={self.input_size}), "
@@ -651,13 +672,21 @@ class RIMCell(RIMScan):
         batch = input.shape[0]
         shape = (batch, self.num_units, self.hidden_size)
         states = checked_states(hx, self.cell, shape, input, names=("h", "c"))
+        carried = tiredness is not None
+        if carried:
+            self._check_tiredness(tiredness, (batch, self.num_units), input)
+            tiredness = tiredness.t().unsqueeze(0)
         # The scan works units-first: (K, B, H).
-        outs, final, masks = self.scan(input.view(1, 1, batch, -1),
-                                       [s.transpose(0, 1).contiguous() for s in states],
-                                       return_mask)
+        outs, final, masks, tiredness = self.scan(
+            input.view(1, 1, batch, -1), [s.transpose(0, 1).contiguous() for s in states],
+            return_mask, tiredness=tiredness)
         new = tuple(s.transpose(0, 1) for s in final)
-        new = new if self.is_lstm else new[0]
-        return (new, masks[0][0].t()) if return_mask else new
+        result = (new if self.is_lstm else new[0],)
+        if return_mask:
+            result += (masks[0][0].t(),)
+        if carried:
+            result += (tiredness[0].t(),)
+        return result if len(result) > 1 else result[0]
 
 
 class RIMStack(nn.Module):
@@ -691,21 +720,24 @@ class RIMStack(nn.Module):
         return weights.t() if self.batch_first else weights
 
     def _run_layers(self, x: Tensor, states: list[Tensor], return_mask: bool,
-                    valid: Tensor | None = None):
+                    valid: Tensor | None = None, tiredness: Tensor | None = None):
         r"""Every layer and direction over ``x``.
 
         Args:
             x: :math:`(M, T, B, D)`, or :math:`(1, T, B, D)` read by every member.
             states: ``[h_0]`` or ``[h_0, c_0]``, each :math:`(M, L \cdot dirs, B, K_t H)`.
             valid: :math:`(T, B)` step weights for the usage statistics, or ``None``.
+            tiredness: :math:`(M, L \cdot dirs, B, K_t)` (``fatigue`` only), or ``None``
+                for zeros.
 
         Returns: output :math:`(M, T, B, dirs \cdot K_t H)`, ``[h_n(, c_n)]`` like
-        ``states``, and the mask :math:`(M, T, B, L \cdot dirs, K_t)` (``None`` unless
-        ``return_mask``).
+        ``states``, the mask :math:`(M, T, B, L \cdot dirs, K_t)` (``None`` unless
+        ``return_mask``) and the final tiredness like ``tiredness`` (``None`` without
+        ``fatigue``).
         """
         members, units, hidden = self.num_members, self.num_units, self.hidden_size
         _, steps, batch, _ = x.shape
-        finals, masks = [], []
+        finals, masks, tired = [], [], []
         for layer in range(self.num_layers):
             layer_outputs = []
             for direction in range(self.num_directions):
@@ -714,8 +746,11 @@ class RIMStack(nn.Module):
                          .reshape(members * units, batch, hidden) for s in states]
                 seq = x.flip(1) if direction else x
                 steps_valid = valid.flip(0) if direction and valid is not None else valid
-                outs, final, step_masks = self.cells[index].scan(seq, state, return_mask,
-                                                                 steps_valid)
+                start = None if tiredness is None else tiredness[:, index].transpose(1, 2)
+                outs, final, step_masks, end = self.cells[index].scan(
+                    seq, state, return_mask, steps_valid, start)
+                if end is not None:
+                    tired.append(end.transpose(1, 2))                          # (M, B, K)
                 out = torch.stack(outs).view(steps, members, units, batch, hidden)
                 if direction:
                     out = out.flip(0)
@@ -731,7 +766,8 @@ class RIMStack(nn.Module):
         h_n = [torch.stack([f[i] for f in finals], 1) for i in range(len(states))]
         if self.cells[0].balance_loss:  # the mean over layers and directions, (M,)
             self.aux_loss = torch.stack([cell.aux_loss for cell in self.cells]).mean(0)
-        return x, h_n, (torch.stack(masks, dim=3) if return_mask else None)
+        return (x, h_n, (torch.stack(masks, dim=3) if return_mask else None),
+                torch.stack(tired, 1) if tired else None)
 
 
 class RIM(RIMStack):
@@ -766,14 +802,18 @@ class RIM(RIMStack):
           :math:`(T)` unbatched), 1 for a real step and 0 for padding: the unit-usage
           statistics (``balance_loss``, ``usage_floor``) count real steps only. The
           outputs are computed for every step either way.
+        - tiredness (keyword, ``fatigue`` only): :math:`(L \cdot dirs, B, K_t)`
+          (no batch dim when unbatched), the units' tiredness before the first step;
+          zeros when omitted. Pass the last call's to run a sequence in pieces.
 
-    Outputs: output, h_n (or (h_n, c_n)) [, mask]
+    Outputs: output, h_n (or (h_n, c_n)) [, mask] [, tiredness]
         - output: :math:`(T, B, dirs \cdot K_t \cdot H)` (batch first with ``batch_first``),
           the last layer's states at every step.
         - h_n, c_n: like ``hx``, the final states of every layer and direction.
         - mask (only with ``return_mask=True``): bool :math:`(T, B, L \cdot dirs, K_t)`
           (batch first with ``batch_first``), which units were active at each step, layers
           and directions ordered like ``h_n``.
+        - tiredness (only when given): like the input ``tiredness``, after the last step.
     """
 
     def __init__(self, input_size: int, hidden_size: int, num_units: int, k: int,
@@ -806,7 +846,7 @@ class RIM(RIMStack):
                 f"bidirectional={self.bidirectional}, batch_first={self.batch_first}")
 
     def forward(self, input: Tensor, hx=None, return_mask: bool = False,
-                valid: Tensor | None = None):
+                valid: Tensor | None = None, tiredness: Tensor | None = None):
         check_float_tensor("input", input)
         if input.dim() not in (2, 3) or input.shape[-1] != self.input_size:
             raise ValueError(
@@ -823,10 +863,16 @@ class RIM(RIMStack):
             raise ValueError("input must have at least one time step, got seq_len=0")
         states = self._initial_states(hx, x, batched)
         valid = self._check_valid(valid, steps, batch if batched else None, x)
+        carried = tiredness is not None
+        if carried:
+            layers = self.num_layers * self.num_directions
+            expected = (layers, batch, self.num_units) if batched else (layers, self.num_units)
+            self.cells[0]._check_tiredness(tiredness, expected, x)
+            tiredness = (tiredness if batched else tiredness.unsqueeze(1)).unsqueeze(0)
 
-        out, h_n, mask = self._run_layers(x.unsqueeze(0),
-                                          [s.unsqueeze(0) for s in states], return_mask,
-                                          valid)
+        out, h_n, mask, tired = self._run_layers(x.unsqueeze(0),
+                                                 [s.unsqueeze(0) for s in states],
+                                                 return_mask, valid, tiredness)
         x, h_n = out[0], [s[0] for s in h_n]
         if self.aux_loss is not None:
             self.aux_loss = self.aux_loss[0]
@@ -835,15 +881,17 @@ class RIM(RIMStack):
             x = x.squeeze(1)
         elif self.batch_first:
             x = x.transpose(0, 1)
-        h_n = tuple(h_n) if self.cell == "lstm" else h_n[0]
-        if not return_mask:
-            return x, h_n
-        mask = mask[0]                                                      # (T, B, L*dirs, K)
-        if not batched:
-            mask = mask.squeeze(1)
-        elif self.batch_first:
-            mask = mask.transpose(0, 1)
-        return x, h_n, mask
+        result = (x, tuple(h_n) if self.cell == "lstm" else h_n[0])
+        if return_mask:
+            mask = mask[0]                                                  # (T, B, L*dirs, K)
+            if not batched:
+                mask = mask.squeeze(1)
+            elif self.batch_first:
+                mask = mask.transpose(0, 1)
+            result += (mask,)
+        if carried:
+            result += (tired[0] if batched else tired[0, :, 0],)
+        return result
 
     def _initial_states(self, hx, x: Tensor, batched: bool) -> list[Tensor]:
         layers = self.num_layers * self.num_directions

@@ -16,8 +16,8 @@ step's ranking with probability 0.25, ``balance`` the load-balancing loss at wei
 rankings the gradient that the loss then needs to balance them), ``floor`` a selection bias
 that holds every unit's activation rate within [0.1, 0.9] (``usage_floor``; no loss term),
 ``anneal-floor`` annealing and the floor, ``fatigue`` a unit's recent wins lowering its
-selection score within each sequence (``fatigue=1``; sequence tasks only: an agent acts step
-by step), ``anneal-fatigue`` annealing and fatigue (the MNIST ``cpu`` preset's default).
+selection score (``fatigue=1``; on MiniGrid the tiredness is carried through the episode
+as state), ``anneal-fatigue`` annealing and fatigue (the MNIST ``cpu`` preset's default).
 ``none`` is the uncured RIM. See the README's unit-collapse section.
 """
 
@@ -39,8 +39,6 @@ CURES = {
     "fatigue": {"fatigue": 1.0},
     "anneal-fatigue": {"k_anneal": 0.8, "fatigue": 1.0},
 }
-# Cures that act within a sequence read in one call: not for agents acting step by step.
-SEQUENCE_CURES = ("fatigue", "anneal-fatigue")
 # Cure keys of the training loop; MiniGrid trials take the others (RIM arguments) under
 # ``rim``.
 LOOP_KEYS = ("k_anneal",)
@@ -56,11 +54,6 @@ def cure_variants(task: str, ks, cures) -> list[dict]:
         # One cure at a time: a preset's own cures are off unless they are the cure.
         return [{"model": "rim", "num_units": kt, "k": k, "cell": "lstm", "k_anneal": 0.0,
                  "fatigue": 0.0, **CURES[cure]} for cure in cures for k in ks]
-    unfit = [cure for cure in cures if cure in SEQUENCE_CURES]
-    if unfit:
-        raise ValueError(f"--cures {unfit[0]}: for the sequence tasks {list(SEQUENCE_TASKS)} "
-                         f"(the agent acts one step per forward); {task} takes "
-                         f"{[c for c in CURES if c not in SEQUENCE_CURES]}")
     variants = []
     for cure in cures:
         rim = {key: value for key, value in CURES[cure].items() if key not in LOOP_KEYS}
@@ -76,7 +69,7 @@ def main(argv=None) -> int:
                         help="default: every cure")
     args = parser.parse_args(argv)
     sequence = args.task in SEQUENCE_TASKS
-    args.cures = args.cures or [c for c in CURES if sequence or c not in SEQUENCE_CURES]
+    args.cures = args.cures or list(CURES)
     kt = DEFAULT_KT[args.task if sequence else "minigrid"]
     ks = args.ka or range(1, kt + 1)
     by = sorted({key for cure in args.cures for key in CURES[cure]})

@@ -123,9 +123,6 @@ def test_each_collapse_cure_runs_alone():
                                    (0.0, 1.0, None, None)]
     # MiniGrid trials take the RIM's arguments under "rim", the training loop's at the top.
     variants = load("collapse").cure_variants("minigrid-empty", [2], ["none", "noise",
-                                                                     "balance-anneal"])
+                                                                     "anneal-fatigue"])
     assert [(v["k_anneal"], v["rim"]) for v in variants] == [
-        (0.0, None), (0.0, {"score_noise": 0.5}), (0.8, {"balance_loss": 0.1})]
-    with pytest.raises(ValueError, match=r"--cures fatigue: for the sequence tasks "
-                       r"\['mnist', 'copying'\] \(the agent acts one step per forward\)"):
-        load("collapse").cure_variants("minigrid-empty", [2], ["none", "fatigue"])
+        (0.0, None), (0.0, {"score_noise": 0.5}), (0.8, {"fatigue": 1.0})]

@@ -208,10 +208,10 @@ def test_the_usage_floor_holds_every_unit_in_its_band():
 def test_fatigue_makes_a_small_k_take_turns():
     """With fatigue, a unit that won the last steps yields: at a fatigue far above the
     scores a Ka=1 RIM activates its units in turn (every Kt consecutive steps use each
-    once), in training and evaluation, where without it some units never run. The
-    tiredness restarts in every forward; a pack's members are their standalone models."""
+    once), in training and evaluation, where without it some units never run. Each call
+    starts rested unless it is given the tiredness to carry on from; a pack's members
+    are their standalone models."""
     from rim_rllib import RIM, pack
-    from rim_rllib.actor_critic import MiniGridActorCritic
     kwargs = dict(input_dropout=0.0, comm_dropout=0.0)
     torch.manual_seed(0)
     x = torch.randn(1, 5, 2).expand(24, 5, 2).contiguous()  # one input: collapse-prone
@@ -223,25 +223,55 @@ def test_fatigue_makes_a_small_k_take_turns():
         mask = mode()(x, return_mask=True)[2][:, :, 0].float()              # (T, B, Kt)
         windows = mask.unfold(0, 4, 1).sum(-1)                       # (T - 3, B, Kt)
         assert torch.equal(windows, torch.ones_like(windows))
-    first = tired(x[:4], return_mask=True)[2]
-    again = tired(x[4:8], return_mask=True)[2]
-    assert torch.equal(first, again)  # the second call starts rested, not where it was
+    assert torch.equal(tired(x[:4], return_mask=True)[2], tired(x[4:8], return_mask=True)[2])
+
+    whole, (h, c), mask, t_n = tired(x, return_mask=True, tiredness=torch.zeros(1, 5, 4))
+    state, t, pieces = None, torch.zeros(1, 5, 4), []
+    for piece in x.split(5):
+        out, state, m, t = tired(piece, state, return_mask=True, tiredness=t)
+        pieces.append(m)
+    assert torch.equal(torch.cat(pieces), mask) and torch.equal(t, t_n)
+    torch.testing.assert_close(state, (h, c))
+    assert t_n.shape == (1, 5, 4) and t_n.sum(-1).max() < 2  # 1 + 0.5 + 0.25 + ...
 
     other = RIM(2, 8, 4, 2, fatigue=1e4, fatigue_decay=0.5, **kwargs)
     packed = pack([tired, other])
-    out, _, mask = packed.eval()(x, return_mask=True)
+    out, _, mask, t_n = packed.eval()(x, return_mask=True, tiredness=torch.zeros(2, 1, 5, 4))
     for i, member in enumerate([tired, other]):
-        out_m, _, mask_m = member.eval()(x, return_mask=True)
-        assert torch.equal(mask[i], mask_m)
+        out_m, _, mask_m, t_m = member.eval()(x, return_mask=True,
+                                              tiredness=torch.zeros(1, 5, 4))
+        assert torch.equal(mask[i], mask_m) and torch.equal(t_n[i], t_m)
         torch.testing.assert_close(out[i], out_m)
     with pytest.raises(ValueError, match="fatigue must be a number >= 0, got -1"):
         RIM(2, 8, 4, 1, fatigue=-1)
     with pytest.raises(ValueError, match=r"fatigue_decay must be a number in \[0, 1\), "
                        r"got 1"):
         RIM(2, 8, 4, 1, fatigue=1, fatigue_decay=1)
-    with pytest.raises(ValueError, match=r"fatigue=0.5: the agent acts one step per "
-                       r"forward"):
-        MiniGridActorCritic(7, fatigue=0.5)
+    with pytest.raises(ValueError, match=r"tiredness must have shape \(1, 5, 4\)"):
+        tired(x, tiredness=torch.zeros(5, 4))
+    with pytest.raises(ValueError, match="tiredness is the state of fatigue: for RIMs with "
+                       "fatigue > 0, this one has fatigue=0"):
+        plain(x, tiredness=torch.zeros(1, 5, 4))
+
+
+def test_an_agent_with_fatigue_carries_the_tiredness_step_by_step():
+    """The MiniGrid actor-critic keeps a RIM's tiredness in its state: acting one step
+    per forward gives the whole episode's forward, and the tiredness moves the units."""
+    from rim_rllib.actor_critic import MiniGridActorCritic
+    torch.manual_seed(0)
+    net = MiniGridActorCritic(7, k=1, fatigue=1e4).eval()
+    assert net.state_keys == ("h", "c", "tired")
+    assert net.initial_state(3)["tired"].shape == (3, 4)
+    obs = torch.randint(0, 6, (3, 10, 7, 7, 3))
+    logits, values, state, mask = net(obs, net.initial_state(3), return_mask=True)
+    step_state, step_masks = net.initial_state(3), []
+    for t in range(10):
+        step_logits, _, step_state, m = net(obs[:, t:t + 1], step_state, return_mask=True)
+        torch.testing.assert_close(step_logits[:, 0], logits[:, t])
+        step_masks.append(m)
+    assert torch.equal(torch.cat(step_masks, 1), mask)
+    torch.testing.assert_close(step_state, state)
+    assert mask[:, :-1].ne(mask[:, 1:]).any(-1).all()  # Ka=1, fatigue 1e4: switch each step
 
 
 def test_usage_statistics_count_only_the_valid_steps():

@@ -250,6 +250,28 @@ def test_the_usage_floor_moves_in_ppo_updates_and_reaches_the_acting_network(sta
         algo.stop()
 
 
+@pytest.mark.parametrize("stack", ["new", "classic"])
+def test_ppo_carries_a_fatigued_rims_tiredness_as_state(stack, ray_session):
+    """With fatigue, the tiredness is a third state entry (Kt values) that RLlib carries
+    from step to step while sampling and into the training chunks, on both stacks."""
+    m = module(k=1, fatigue=1.0)
+    assert {k: v.shape for k, v in m.get_initial_state().items()} == {
+        "h": (64,), "c": (64,), "tired": (4,)}
+    out = m.forward_inference(batch(m, random_obs(5, 6)))
+    assert out[Columns.STATE_OUT]["tired"].shape == (5, 4)
+    assert out[Columns.STATE_OUT]["tired"].sum(-1).min() > 1  # Ka=1: 6 steps, decay 0.9
+    algo = ppo_config("MiniGrid-Empty-5x5-v0", stack=stack, num_env_runners=0, seed=0,
+                      model={"memory": "rim", "k": 1, "fatigue": 1.0}, **FAST_PPO
+                      ).build_algo()
+    try:
+        result = algo.train()
+        assert _network(algo, stack).state_keys == ("h", "c", "tired")
+    finally:
+        algo.stop()
+    from rim_rllib.tune.minigrid import learner_metrics
+    assert np.isfinite(learner_metrics(result)["train_policy_loss"])
+
+
 def _learner_network(algo):
     return [r.get() for r in algo.learner_group.foreach_learner(
         lambda learner: learner.module["default_policy"].net)][0]

@@ -11,7 +11,6 @@ the way RLlib's own ``LSTMContainingRLModule`` example is.
 from dataclasses import fields
 from typing import Any
 
-import numpy as np
 from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
@@ -38,7 +37,7 @@ class RIMActorCriticModule(TorchRLModule, ValueFunctionAPI):
     then returns the weighted load-balancing loss as ``"aux_loss"``, which
     :class:`RIMPPOTorchLearner` adds to PPO's loss), and RLlib's ``max_seq_len`` (truncated
     BPTT length). State: ``{"h": (S,), "c": (S,)}`` per episode (``"h"`` only for GRU
-    units). Training forwards pass the batch's loss mask to the RIM, so that its usage
+    units; ``"tired"`` :math:`(K_t,)` too for a RIM with ``fatigue``). Training forwards pass the batch's loss mask to the RIM, so that its usage
     statistics (``balance_loss``, ``usage_floor``) skip the padding.
     """
 
@@ -48,7 +47,7 @@ class RIMActorCriticModule(TorchRLModule, ValueFunctionAPI):
                                        **network_kwargs(self.model_config))
 
     def get_initial_state(self) -> Any:
-        return {key: np.zeros(self.net.state_size, np.float32) for key in self.net.state_keys}
+        return {key: state.numpy() for key, state in self.net.initial_state().items()}
 
     def _forward(self, batch, **kwargs):
         embeddings, state_out, _ = self.net.embed(batch[Columns.OBS], batch[Columns.STATE_IN])
