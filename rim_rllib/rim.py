@@ -535,9 +535,9 @@ class RIMCell(RIMScan):
             while the ranking inside the band is the model's own.
         usage_floor_step: how far :attr:`selection_bias` moves per training forward.
         fatigue: lower each unit's selection score, for the ranking only and in training
-            and evaluation, by ``fatigue`` times its *tiredness*: 0 at the start of every
-            forward call, then ``fatigue_decay * tiredness + active`` after each step (0:
-            off, the reference's selection). A unit that won the last steps yields to
+            and evaluation, by ``fatigue`` times its *tiredness*: 0 at the start of a
+            forward call (unless given as ``tiredness``), then ``fatigue_decay *
+            tiredness + active`` after each step (0: off, the reference's selection). A unit that won the last steps yields to
             one that has rested, so a small ``k`` spreads the sequence over the units
             instead of running it all through one: the top-``k`` still picks by
             attention among units about as tired. The tiredness is not in ``hx``: a
