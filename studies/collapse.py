@@ -4,6 +4,7 @@ the task's metric and the collapse metrics (switch rate, usage entropy) per cure
     python studies/collapse.py                                   # MNIST, cpu preset
     python studies/collapse.py --ka 2 4 --cures none noise balance
     python studies/collapse.py --task minigrid-empty
+    python studies/collapse.py --task minigrid-empty --ka 3 --cures none anneal-fatigue --fatigue 20
 
 Cures (each off here unless it is the cure, the MNIST ``cpu`` preset's own included, so
 that ``none`` is the reference's RIM):
@@ -16,13 +17,15 @@ step's ranking with probability 0.25, ``balance`` the load-balancing loss at wei
 rankings the gradient that the loss then needs to balance them), ``floor`` a selection bias
 that holds every unit's activation rate within [0.1, 0.9] (``usage_floor``; no loss term),
 ``anneal-floor`` annealing and the floor, ``fatigue`` a unit's recent wins lowering its
-selection score (``fatigue=1``; on MiniGrid the tiredness is carried through the episode
-as state), ``anneal-fatigue`` annealing and fatigue (the MNIST ``cpu`` preset's default).
+selection score (``fatigue``, 1 unless ``--fatigue`` says otherwise; on MiniGrid the
+tiredness is carried through the episode as state), ``anneal-fatigue`` annealing and
+fatigue (the MNIST ``cpu`` preset's default).
 ``none`` is the uncured RIM. See the README's unit-collapse section.
 """
 
 import sys
 
+from rim_rllib.cli import float_at_least
 from rim_rllib.tune.tasks import DEFAULT_KT, SEQUENCE_TASKS, task_spec
 from study_cli import run_and_tabulate, sweep_parser
 
@@ -44,20 +47,23 @@ CURES = {
 LOOP_KEYS = ("k_anneal",)
 
 
-def cure_variants(task: str, ks, cures) -> list[dict]:
-    """A RIM variant per Ka and cure; MiniGrid trials take RIM arguments under ``rim``."""
+def cure_variants(task: str, ks, cures, fatigue: float = 1.0) -> list[dict]:
+    """A RIM variant per Ka and cure, the fatigue cures at ``fatigue``; MiniGrid trials
+    take RIM arguments under ``rim``."""
     kt = DEFAULT_KT[task if task in SEQUENCE_TASKS else "minigrid"]
     for k in ks:
         if not 1 <= k <= kt:
             raise ValueError(f"Ka={k} is outside 1..Kt={kt}")
+    cure_keys = {cure: {key: fatigue if key == "fatigue" else value
+                        for key, value in CURES[cure].items()} for cure in cures}
     if task in SEQUENCE_TASKS:
         # One cure at a time: a preset's own cures are off unless they are the cure.
         return [{"model": "rim", "num_units": kt, "k": k, "cell": "lstm", "k_anneal": 0.0,
-                 "fatigue": 0.0, **CURES[cure]} for cure in cures for k in ks]
+                 "fatigue": 0.0, **cure_keys[cure]} for cure in cures for k in ks]
     variants = []
     for cure in cures:
-        rim = {key: value for key, value in CURES[cure].items() if key not in LOOP_KEYS}
-        loop = {key: value for key, value in CURES[cure].items() if key in LOOP_KEYS}
+        rim = {key: value for key, value in cure_keys[cure].items() if key not in LOOP_KEYS}
+        loop = {key: value for key, value in cure_keys[cure].items() if key in LOOP_KEYS}
         variants += [{"memory": "rim", "num_units": kt, "k": k, "cell": "lstm",
                       "k_anneal": 0.0, "rim": rim or None, **loop} for k in ks]
     return variants
@@ -67,6 +73,8 @@ def main(argv=None) -> int:
     parser = sweep_parser(__doc__)
     parser.add_argument("--cures", nargs="+", choices=list(CURES), default=None,
                         help="default: every cure")
+    parser.add_argument("--fatigue", type=float_at_least(0.0), default=1.0,
+                        help="the fatigue cures' strength (RIM fatigue=; default 1)")
     args = parser.parse_args(argv)
     sequence = args.task in SEQUENCE_TASKS
     args.cures = args.cures or list(CURES)
@@ -76,7 +84,7 @@ def main(argv=None) -> int:
     if not sequence:  # RIM arguments ride in one ``rim`` dict there
         by = [key for key in by if key in LOOP_KEYS] + ["rim"]
     path, table = run_and_tabulate(parser, args, lambda: task_spec(
-        args.task, args.preset, cure_variants(args.task, ks, args.cures), args.seeds,
+        args.task, args.preset, cure_variants(args.task, ks, args.cures, args.fatigue), args.seeds,
         args.name or f"collapse-{args.task}-{args.preset}", args.data_dir, asha=args.asha,
         pack=args.pack, max_pack=args.max_pack), by=by)
     print(f"\nresults: {path}\n\n{table}")

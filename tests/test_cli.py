@@ -102,6 +102,7 @@ def test_a_broken_mnist_file_ends_the_study_before_any_trial(tmp_path, monkeypat
 
 @pytest.mark.parametrize("argv, message", [
     (["--cures", "magic"], "argument --cures: invalid choice: 'magic'"),
+    (["--fatigue", "-1"], "argument --fatigue"),
     (["--task", "minigrid-empty", "--ka", "5"], "Ka=5 is outside 1..Kt=4"),
 ])
 def test_bad_collapse_arguments_exit_with_one_line(argv, message, mnist_env, capsys):
@@ -126,3 +127,5 @@ def test_each_collapse_cure_runs_alone():
                                                                      "anneal-fatigue"])
     assert [(v["k_anneal"], v["rim"]) for v in variants] == [
         (0.0, None), (0.0, {"score_noise": 0.5}), (0.8, {"fatigue": 1.0})]
+    variants = load("collapse").cure_variants("minigrid-empty", [2], ["none", "fatigue"], 20.0)
+    assert [v["rim"] for v in variants] == [None, {"fatigue": 20.0}]
