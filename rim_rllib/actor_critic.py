@@ -108,22 +108,7 @@ class MiniGridActorCritic(nn.Module):
                              f"got {tuple(obs.shape)}")
         images = obs.reshape(batch * steps, *self.image_shape).permute(0, 3, 1, 2).float()
         features = self.encoder(images).view(batch, steps, -1)
-        hx = tuple(state[key].unsqueeze(0) for key in self.memory_keys)
-        hx = hx if self.cell == "lstm" else hx[0]
-        mask = None
-        if self.memory_type == "rim":
-            tired = state.get("tired")
-            result = self.memory(features, hx, return_mask=return_mask, valid=valid,
-                                 tiredness=None if tired is None else tired.unsqueeze(0))
-            out, new = result[:2]
-            if return_mask:
-                mask = result[2][:, :, 0]
-            if tired is not None:
-                new = (*(new if isinstance(new, tuple) else (new,)), result[-1])
-        else:
-            out, new = self.memory(features, hx)
-        new = new if isinstance(new, tuple) else (new,)
-        return out, {key: s.squeeze(0) for key, s in zip(self.state_keys, new)}, mask
+        return _run_memory(self, features, state, return_mask, valid)
 
     def aux_loss(self) -> Tensor | None:
         """``balance_loss`` times the RIM's load-balancing loss in the last forward (a
@@ -140,6 +125,30 @@ class MiniGridActorCritic(nn.Module):
         if return_mask:
             return logits, values, new_state, mask
         return logits, values, new_state
+
+
+def _run_memory(net, features: Tensor, state: dict[str, Tensor], return_mask: bool,
+               valid: Tensor | None = None):
+    """``net``'s memory (one model's or a pack's: a leading ``M`` throughout) over the
+    encoded ``features`` from the state dict ``state``: the output, the new state dict and
+    the first layer's activation mask (``None`` unless ``return_mask`` and a RIM). The
+    memory takes each state entry with a layers dimension before the batch's."""
+    hx = tuple(state[key].unsqueeze(-3) for key in net.memory_keys)
+    hx = hx if net.cell == "lstm" else hx[0]
+    mask = None
+    if net.memory_type == "rim":
+        tired = state.get("tired")
+        result = net.memory(features, hx, return_mask=return_mask, valid=valid,
+                            tiredness=None if tired is None else tired.unsqueeze(-3))
+        out, new = result[:2]
+        new = new if isinstance(new, tuple) else (new,)  # a GRU's h alone
+        if return_mask:
+            mask = result[2][..., 0, :]
+        if tired is not None:
+            new += (result[-1],)
+    else:
+        out, new = net.memory(features, hx)
+    return out, {key: s.squeeze(-3) for key, s in zip(net.state_keys, new)}, mask
 
 
 def _grouped_encoder(first: nn.Sequential, members: int) -> nn.Sequential:
@@ -215,22 +224,7 @@ class PackedMiniGridActorCritic(nn.Module):
                                                                members * channels, height,
                                                                width)
         features = self.encoder(images).view(batch, steps, members, -1).permute(2, 0, 1, 3)
-        hx = tuple(state[key].unsqueeze(1) for key in self.memory_keys)
-        hx = hx if self.cell == "lstm" else hx[0]
-        mask = None
-        if self.memory_type == "rim":
-            tired = state.get("tired")
-            result = self.memory(features, hx, return_mask=return_mask,
-                                 tiredness=None if tired is None else tired.unsqueeze(1))
-            out, new = result[:2]
-            if return_mask:
-                mask = result[2][:, :, :, 0]
-            if tired is not None:
-                new = (*(new if isinstance(new, tuple) else (new,)), result[-1])
-        else:
-            out, new = self.memory(features, hx)
-        new = new if isinstance(new, tuple) else (new,)
-        new_state = {key: s.squeeze(1) for key, s in zip(self.state_keys, new)}
+        out, new_state, mask = _run_memory(self, features, state, return_mask)
         rows = out.permute(1, 2, 0, 3).reshape(batch * steps, members, -1)  # (BT, M, S)
         logits = self.actor(rows).view(batch, steps, members, -1).permute(2, 0, 1, 3)
         values = self.critic(rows).view(batch, steps, members).permute(2, 0, 1)

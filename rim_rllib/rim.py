@@ -537,10 +537,10 @@ class RIMCell(RIMScan):
         fatigue: lower each unit's selection score, for the ranking only and in training
             and evaluation, by ``fatigue`` times its *tiredness*: 0 at the start of a
             forward call (unless given as ``tiredness``), then ``fatigue_decay *
-            tiredness + active`` after each step (0: off, the reference's selection). A unit that won the last steps yields to
-            one that has rested, so a small ``k`` spreads the sequence over the units
-            instead of running it all through one: the top-``k`` still picks by
-            attention among units about as tired. The tiredness is not in ``hx``: a
+            tiredness + active`` after each step (0: off, the reference's selection). A
+            unit that won the last steps yields to one that has rested, so a small ``k``
+            spreads the sequence over the units instead of running it all through one:
+            the top-``k`` still picks by attention among units about as tired. The tiredness is not in ``hx``: a
             sequence run in pieces (or step by step, as an agent acts) is the sequence
             run whole only when each call passes the last one's ``tiredness`` on.
         fatigue_decay: how much tiredness a unit keeps per step, in ``[0, 1)``.

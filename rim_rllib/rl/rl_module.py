@@ -37,8 +37,9 @@ class RIMActorCriticModule(TorchRLModule, ValueFunctionAPI):
     then returns the weighted load-balancing loss as ``"aux_loss"``, which
     :class:`RIMPPOTorchLearner` adds to PPO's loss), and RLlib's ``max_seq_len`` (truncated
     BPTT length). State: ``{"h": (S,), "c": (S,)}`` per episode (``"h"`` only for GRU
-    units; ``"tired"`` :math:`(K_t,)` too for a RIM with ``fatigue``). Training forwards pass the batch's loss mask to the RIM, so that its usage
-    statistics (``balance_loss``, ``usage_floor``) skip the padding.
+    units; ``"tired"`` :math:`(K_t,)` too for a RIM with ``fatigue``). Training forwards
+    pass the batch's loss mask to the RIM, so that its usage statistics (``balance_loss``,
+    ``usage_floor``) skip the padding.
     """
 
     def setup(self):
