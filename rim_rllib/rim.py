@@ -540,9 +540,10 @@ class RIMCell(RIMScan):
             tiredness + active`` after each step (0: off, the reference's selection). A
             unit that won the last steps yields to one that has rested, so a small ``k``
             spreads the sequence over the units instead of running it all through one:
-            the top-``k`` still picks by attention among units about as tired. The tiredness is not in ``hx``: a
-            sequence run in pieces (or step by step, as an agent acts) is the sequence
-            run whole only when each call passes the last one's ``tiredness`` on.
+            the top-``k`` still picks by attention among units about as tired. The
+            tiredness is not in ``hx``: a sequence run in pieces (or step by step, as an
+            agent acts) is the sequence run whole only when each call passes the last
+            one's ``tiredness`` on.
         fatigue_decay: how much tiredness a unit keeps per step, in ``[0, 1)``.
 
     Inputs: input, hx
