@@ -17,7 +17,7 @@ import sys
 from rim_rllib.cli import int_at_least
 from rim_rllib.tune.study import add_study_arguments
 from rim_rllib.tune.tasks import PRESETS, TASKS, grid_variants, task_spec
-from study_cli import run_and_tabulate
+from study_cli import MATCHED_LSTM_HELP, run_and_tabulate
 
 
 def main(argv=None) -> int:
@@ -29,11 +29,13 @@ def main(argv=None) -> int:
     parser.add_argument("--cells", nargs="+", choices=["lstm", "gru"], default=["lstm", "gru"])
     parser.add_argument("--no-asha", dest="grid_asha", action="store_false",
                         help="run every trial to the end")
+    parser.add_argument("--matched-lstm", action="store_true", help=MATCHED_LSTM_HELP)
     parser.add_argument("--data-dir", default=None, help="MNIST IDX files")
     add_study_arguments(parser)
     args = parser.parse_args(argv)
     path, table = run_and_tabulate(parser, args, lambda: task_spec(
-        args.task, args.preset, grid_variants(args.task, args.kt, args.cells), args.seeds,
+        args.task, args.preset, grid_variants(args.task, args.kt, args.cells,
+                                            matched_lstm=args.matched_lstm), args.seeds,
         args.name or f"grid-{args.task}-{args.preset}", args.data_dir, asha=args.grid_asha,
         pack=args.pack, max_pack=args.max_pack))
     print(f"\nresults: {path}\n\n{table}")

@@ -7,6 +7,7 @@ row, then the train-vs-transfer table.
     python studies/ka_sweep.py --preset paper --address auto --storage /shared/studies
     python studies/ka_sweep.py --resume           # continue an interrupted study
     python studies/ka_sweep.py --pack seeds       # one trial per Ka, its seeds packed
+    python studies/ka_sweep.py --task copying --matched-lstm  # + LSTMs as wide as Ka units
 
 Tasks: mnist (Kt=6, Ka 1..6; train at 14x14, test at 14/16/19/24), copying (Kt=6,
 Ka 1..6; train at one dormant length, test at it and 2x, 4x, 8x), and minigrid-empty,
@@ -18,16 +19,17 @@ README.
 import sys
 
 from rim_rllib.tune.tasks import study_spec
-from study_cli import run_and_tabulate, sweep_parser
+from study_cli import MATCHED_LSTM_HELP, run_and_tabulate, sweep_parser
 
 
 def main(argv=None) -> int:
     parser = sweep_parser(__doc__)
+    parser.add_argument("--matched-lstm", action="store_true", help=MATCHED_LSTM_HELP)
     args = parser.parse_args(argv)
     path, table = run_and_tabulate(parser, args, lambda: study_spec(
         args.task, args.preset, ks=args.ka, seeds=args.seeds, name=args.name,
         data_dir=args.data_dir, asha=args.asha, pack=args.pack,
-        max_pack=args.max_pack))
+        max_pack=args.max_pack, matched_lstm=args.matched_lstm))
     print(f"\nresults: {path}\n\n{table}")
     return 0
 

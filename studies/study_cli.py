@@ -12,6 +12,10 @@ from rim_rllib.tune.study import (StudySpec, add_study_arguments, execute_study,
 from rim_rllib.tune.tasks import (PRESETS, TASKS, estimate_seconds, with_overrides,
                                   with_search)
 
+MATCHED_LSTM_HELP = ("also train an LSTM baseline as wide as each Ka's active units (hidden "
+                     "Ka*H; its table row has Kt=Ka): what the RIM gains from its inactive "
+                     "units over a plain LSTM of the width it updates per step")
+
 
 def sweep_parser(doc: str) -> argparse.ArgumentParser:
     """The arguments of a Ka sweep script: task, preset, Ka values, MNIST data, and every

@@ -192,21 +192,25 @@ def _ppo_iterations(frames: int) -> int:
 def study_spec(task: str, preset: str = "cpu", ks=None, num_units: int | None = None,
                seeds=None, name: str | None = None, data_dir: str | None = None,
                asha: bool = False, pack: str | None = None,
-               max_pack: int | None = None) -> StudySpec:
+               max_pack: int | None = None, matched_lstm: bool = False) -> StudySpec:
     """A Ka sweep (RIM with ``num_units`` LSTM units and each of ``ks`` active, plus the
-    LSTM baseline) on ``task`` with ``preset``."""
+    LSTM baseline; with ``matched_lstm`` also an LSTM as wide as each Ka's active units,
+    see :func:`grid_variants`) on ``task`` with ``preset``."""
     num_units = num_units or DEFAULT_KT[task if task in SEQUENCE_TASKS else "minigrid"]
     variants = grid_variants(task, [num_units], ["lstm"],
-                             {num_units: list(ks or range(1, num_units + 1))})
+                             {num_units: list(ks or range(1, num_units + 1))}, matched_lstm)
     return task_spec(task, preset, variants, seeds, name or f"ka_sweep-{task}-{preset}",
                      data_dir, asha, pack, max_pack)
 
 
-def grid_variants(task: str, kts, cells, ks_by_kt: dict | None = None) -> list[dict]:
+def grid_variants(task: str, kts, cells, ks_by_kt: dict | None = None,
+                  matched_lstm: bool = False) -> list[dict]:
     """RIM variants for every Kt in ``kts``, Ka in 1..Kt (or ``ks_by_kt[Kt]``) and cell
-    in ``cells``, plus one LSTM baseline (hidden Kt * H) per Kt."""
+    in ``cells``, plus one LSTM baseline (hidden Kt * H) per Kt. With ``matched_lstm``
+    also one per Ka (hidden Ka * H, in the table's row with Kt = Ka): the control for
+    what a RIM gets from its inactive units beyond the width it updates per step."""
     model_key = "model" if task in SEQUENCE_TASKS else "memory"
-    variants = []
+    variants, active = [], set()
     for kt in kts:
         ks = (ks_by_kt or {}).get(kt, range(1, kt + 1))
         for k in ks:
@@ -215,6 +219,10 @@ def grid_variants(task: str, kts, cells, ks_by_kt: dict | None = None) -> list[d
         variants += [{model_key: "rim", "num_units": kt, "k": k, "cell": cell}
                      for cell in cells for k in ks]
         variants.append({model_key: "lstm", "num_units": kt})
+        active.update(ks)
+    if matched_lstm:
+        variants += [{model_key: "lstm", "num_units": k}
+                     for k in sorted(active - set(kts), reverse=True)]
     return variants
 
 
