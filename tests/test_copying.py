@@ -9,6 +9,7 @@ from analysis.tables import build_table
 from rim_rllib.tune.copying import CopyingTrainable, phases
 from rim_rllib.tune.results import read_results
 from rim_rllib.tune.study import StudySpec, run_study
+from rim_rllib.tune.tasks import grid_variants
 
 SMALL_RIM = dict(hidden_size=8, input_key_size=8, input_query_size=8, input_value_size=8,
                  comm_key_size=8, comm_query_size=8, comm_value_size=8, num_comm_heads=1)
@@ -115,11 +116,12 @@ def test_rim_trials_record_activations_by_phase():
 
 
 def test_a_copying_study_writes_every_metric_and_length(tmp_path, ray_session, capsys):
+    # With the LSTMs as wide as each Ka's active units (--matched-lstm) beside the Kt one.
+    variants = grid_variants("copying", [4], ["lstm"], {4: [1, 3]}, matched_lstm=True)
     spec = StudySpec(name="copy", task="copying", trainable=CopyingTrainable,
                      base_config=config(train_sequences=128, eval_sequences=32),
-                     variants=[dict(model="rim", num_units=4, k=k) for k in (1, 3)]
-                     + [dict(model="lstm", num_units=4)],
-                     seeds=[0, 1], iterations=2, metric="recall_accuracy", pack="sweep")
+                     variants=variants, seeds=[0, 1], iterations=2,
+                     metric="recall_accuracy", pack="sweep")
     path = run_study(spec, storage=str(tmp_path))
     df = read_results(path)
     final = df[df["final"]]
@@ -129,14 +131,16 @@ def test_a_copying_study_writes_every_metric_and_length(tmp_path, ray_session, c
     training = {"train_loss", "train_accuracy", "samples_per_s"}
     assert set(final["metric"]) == task_metrics | collapse | training
     final = final[final["metric"].isin(task_metrics)]
-    assert len(final) == 6 * 3 * 3  # models x lengths x metrics
+    assert len(final) == 10 * 3 * 3  # models (2 RIMs, 3 LSTMs, 2 seeds) x lengths x metrics
     assert sorted(final["eval_on"].unique(), key=int) == ["5", "10", "20"]
     assert set(final["train_on"]) == {"5"} and set(final["task"]) == {"copying"}
     assert sorted(final["Ka"].dropna().unique()) == [1, 3]
     table = build_table(df)  # recall accuracy by default, in %, and collapse for RIMs
     assert list(table.columns) == ["model", "cell", "Kt", "Ka", "5*", "10", "20",
                                    "switch rate", "usage entropy"]
-    assert len(table) == 3 and table.loc[2, "switch rate"] == "–"  # the LSTM row
+    lstm = table[table["model"] == "lstm"]
+    assert list(lstm["Kt"]) == [1, 3, 4] and set(lstm["switch rate"]) == {"–"}
+    assert len(table) == 5
     ce = build_table(df, "recall_ce")
     assert ce.loc[0, "5*"] != table.loc[0, "5*"]
     with pytest.raises(ValueError, match=r"--metric must be one of"):

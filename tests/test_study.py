@@ -305,6 +305,30 @@ def test_the_paper_preset_packs_the_sweep_on_a_whole_gpu():
     assert study_spec("mnist").gpus_per_trial == 0  # the cpu preset
 
 
+def test_matched_lstm_baselines_are_as_wide_as_each_kas_active_units():
+    from rim_rllib.tune.copying import CopyingTrainable
+    from rim_rllib.tune.tasks import grid_variants, study_spec
+    plain = study_spec("copying", ks=[1, 3, 6])
+    assert [v for v in plain.variants if v["model"] == "lstm"] == [
+        dict(model="lstm", num_units=6)]
+    matched = study_spec("copying", ks=[1, 3, 6], matched_lstm=True)
+    assert matched.variants[:len(plain.variants)] == plain.variants
+    lstms = matched.variants[len(plain.variants):]
+    assert lstms == [dict(model="lstm", num_units=3), dict(model="lstm", num_units=1)]
+    hidden = matched.base_config["hidden_size"]
+    for variant in lstms:  # the trainable builds an LSTM of Ka * H
+        cfg = CopyingTrainable.resolve_config(dict(matched.base_config, variant=variant,
+                                                   seed=0, epochs=1))
+        model = CopyingTrainable.build_model(cfg, None, {})
+        assert model.memory.hidden_size == variant["num_units"] * hidden
+    # Over several Kt, each width once; MiniGrid names the memory.
+    widths = [v["num_units"] for v in grid_variants("mnist", [2, 3], ["lstm"],
+                                                    matched_lstm=True) if v["model"] == "lstm"]
+    assert widths == [2, 3, 1]
+    assert grid_variants("minigrid-empty", [2], ["lstm"], matched_lstm=True)[-1] == dict(
+        memory="lstm", num_units=1)
+
+
 def test_the_cpu_preset_gives_the_lstm_baseline_its_own_lr():
     from rim_rllib.tune.config import flat_config
     from rim_rllib.tune.tasks import study_spec
