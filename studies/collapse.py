@@ -48,9 +48,10 @@ LOOP_KEYS = ("k_anneal",)
 
 
 def cure_variants(task: str, ks, cures, fatigue: float = 1.0) -> list[dict]:
-    """A RIM variant per Ka and cure, the fatigue cures at ``fatigue``; MiniGrid trials
-    take RIM arguments under ``rim``."""
+    """A RIM variant per Ka in ``ks`` (``None``: 1..Kt) and cure, the fatigue cures at
+    ``fatigue``; MiniGrid trials take RIM arguments under ``rim``."""
     kt = DEFAULT_KT[task if task in SEQUENCE_TASKS else "minigrid"]
+    ks = ks or range(1, kt + 1)
     for k in ks:
         if not 1 <= k <= kt:
             raise ValueError(f"Ka={k} is outside 1..Kt={kt}")
@@ -76,15 +77,12 @@ def main(argv=None) -> int:
     parser.add_argument("--fatigue", type=float_at_least(0.0), default=1.0,
                         help="the fatigue cures' strength (RIM fatigue=; default 1)")
     args = parser.parse_args(argv)
-    sequence = args.task in SEQUENCE_TASKS
     args.cures = args.cures or list(CURES)
-    kt = DEFAULT_KT[args.task if sequence else "minigrid"]
-    ks = args.ka or range(1, kt + 1)
     by = sorted({key for cure in args.cures for key in CURES[cure]})
-    if not sequence:  # RIM arguments ride in one ``rim`` dict there
+    if args.task not in SEQUENCE_TASKS:  # RIM arguments ride in one ``rim`` dict there
         by = [key for key in by if key in LOOP_KEYS] + ["rim"]
     path, table = run_and_tabulate(parser, args, lambda: task_spec(
-        args.task, args.preset, cure_variants(args.task, ks, args.cures, args.fatigue), args.seeds,
+        args.task, args.preset, cure_variants(args.task, args.ka, args.cures, args.fatigue), args.seeds,
         args.name or f"collapse-{args.task}-{args.preset}", args.data_dir, asha=args.asha,
         pack=args.pack, max_pack=args.max_pack), by=by)
     print(f"\nresults: {path}\n\n{table}")
