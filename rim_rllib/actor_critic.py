@@ -65,11 +65,10 @@ class MiniGridActorCritic(nn.Module):
         # A RIM with fatigue carries its units' tiredness across forwards (the agent acts
         # one step per forward) as one more state entry.
         self.memory_keys = ("h", "c") if self.cell == "lstm" else ("h",)
-        tired = memory == "rim" and bool(rim_kwargs.get("fatigue"))
-        self.state_keys = self.memory_keys + (("tired",) if tired else ())
         self.state_sizes = {key: self.state_size for key in self.memory_keys}
-        if tired:
+        if memory == "rim" and rim_kwargs.get("fatigue"):
             self.state_sizes["tired"] = num_units
+        self.state_keys = tuple(self.state_sizes)
         self.image_shape = tuple(image_shape)
         self.encoder = nn.Sequential(
             nn.Conv2d(channels, 16, 2), nn.ReLU(), nn.MaxPool2d(2),
