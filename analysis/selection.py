@@ -40,9 +40,7 @@ def score_parts(model, x: torch.Tensor):
     h_prev = torch.cat([torch.zeros_like(states[:, :, :1]), states[:, :, :-1]], dim=2)
     keys = torch.einsum("btd,mde->mbte", x, cell.key.weight) + cell.key.bias[:, None, None]
     w_q = cell.query.weight.view(members, units, hidden, -1)
-    b_q = (cell.query.bias if cell.query.bias is not None
-           else cell.query.weight.new_zeros(members * units, w_q.shape[-1]))
-    b_q = b_q.view(members, units, -1)
+    b_q = cell.query_bias_or_zeros().view(members, units, -1)
     state_part = torch.einsum("mbtjh,mjhe,mbte->mbtj", h_prev, w_q, keys)
     bias_part = torch.einsum("mje,mbte->mbtj", b_q, keys)
     return mask[:, :, :, 0], bias_part, state_part

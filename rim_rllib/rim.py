@@ -312,6 +312,13 @@ class RIMScan(nn.Module):
     def is_lstm(self) -> bool:
         return self.cell == "lstm"
 
+    def query_bias_or_zeros(self) -> Tensor:
+        """The per-unit query maps' bias, :math:`(M K_t, d_q)`: zeros when they have none
+        (``query_bias=False``, the reference's maps)."""
+        bias = self.query.bias
+        return bias if bias is not None else self.query.weight.new_zeros(
+            self.query.weight.shape[0], self.query.out_features)
+
     def _rank_keep(self, batch: int, like: Tensor) -> Tensor | None:
         """Which of the ``max(k)`` best-ranked units each member keeps, :math:`(M, k_{max},
         B)` (1 for the first ``k_m`` of member ``m``), or ``None`` when every unit of every
@@ -386,10 +393,7 @@ class RIMScan(nn.Module):
         if self.is_lstm:  # the LSTM sums both biases; the GRU needs b_ih apart (gate n)
             hh_bias = hh_bias + self.rnn.ih.bias
         w_hq = torch.cat([self.rnn.hh.weight, self.query.weight], dim=2)
-        query_b = self.query.bias
-        if query_b is None:
-            query_b = hh_bias.new_zeros(groups, self.query.out_features)
-        b_hq = torch.cat([hh_bias, query_b], dim=1).unsqueeze(1)
+        b_hq = torch.cat([hh_bias, self.query_bias_or_zeros()], dim=1).unsqueeze(1)
         ih_bias = self.rnn.ih.bias.unsqueeze(1)  # the GRU adds it apart from gate n's h-part
 
         c_heads, c_dq, c_dv = self.num_comm_heads, self.comm_key_size, self.comm_value_size
