@@ -82,7 +82,8 @@ def main(argv=None) -> int:
     if args.task not in SEQUENCE_TASKS:  # RIM arguments ride in one ``rim`` dict there
         by = [key for key in by if key in LOOP_KEYS] + ["rim"]
     path, table = run_and_tabulate(parser, args, lambda: task_spec(
-        args.task, args.preset, cure_variants(args.task, args.ka, args.cures, args.fatigue), args.seeds,
+        args.task, args.preset, cure_variants(args.task, args.ka, args.cures, args.fatigue),
+        args.seeds,
         args.name or f"collapse-{args.task}-{args.preset}", args.data_dir, asha=args.asha,
         pack=args.pack, max_pack=args.max_pack), by=by)
     print(f"\nresults: {path}\n\n{table}")
