@@ -4,8 +4,10 @@ bias or its state?
     python -m analysis.selection results/ka_sweep-mnist-cpu [--sequences 200]
 
 Unit ``j``'s selection score at step ``t`` is ``q_j · k(x_t)`` with the query
-``q_j = W_j h_j(t-1) + b_j``, so it splits into a *bias part* ``b_j · k(x_t)`` and a *state
-part* ``(W_j h_j(t-1)) · k(x_t)``; the input enters both through the key. For every RIM
+``q_j = W_j h_j(t-1) + b_j`` (``rank_by="score"``), or, under the paper's rule
+(``rank_by="null_attention"``, one input head: the logit of the attention on the real row),
+``q_j · (k(x_t) - k(0))``; either way it splits into a *bias part* ``b_j · k`` and a *state
+part* ``(W_j h_j(t-1)) · k``; the input enters both through the key. For every RIM
 member of a sequential-MNIST study (from each trial's last checkpoint, on test images at
 the training size) this prints how often the active set is the top-Ka of the bias part
 alone and of the state part alone (steps with Ka = Kt left out), and the spread of each part
@@ -31,14 +33,16 @@ from rim_rllib.tune.evaluate_mnist import load_trial, test_set
 
 def score_parts(model, x: torch.Tensor):
     """A packed classifier's active masks and the bias and state parts of its first RIM
-    layer's selection scores on ``x`` :math:`(B, T, 1)`, each :math:`(M, B, T, K_t)`."""
+    layer's selection scores on ``x`` :math:`(B, T, D)`, each :math:`(M, B, T, K_t)`."""
     rim = model.memory
     cell = rim.cells[0]
     members, units, hidden = rim.num_members, rim.num_units, rim.hidden_size
     output, _, mask = rim(x, return_mask=True)                     # (M, B, T, K H)
     states = output.view(members, *output.shape[1:3], units, hidden)
     h_prev = torch.cat([torch.zeros_like(states[:, :, :1]), states[:, :, :-1]], dim=2)
-    keys = torch.einsum("btd,mde->mbte", x, cell.key.weight) + cell.key.bias[:, None, None]
+    keys = torch.einsum("btd,mde->mbte", x, cell.key.weight)
+    if cell.rank_by == "score":  # the null row's key, the bias, cancels in the paper's rule
+        keys = keys + cell.key.bias[:, None, None]
     w_q = cell.query.weight.view(members, units, hidden, -1)
     b_q = cell.query_bias_or_zeros().view(members, units, -1)
     state_part = torch.einsum("mbtjh,mjhe,mbte->mbtj", h_prev, w_q, keys)
@@ -61,7 +65,7 @@ def member_rows(trial_dir: Path, sequences: int) -> list[dict]:
     if checkpoint is None:
         return []
     model, cfg, members = load_trial(checkpoint)
-    x, _ = test_set(cfg["data_dir"], cfg["train_size"], sequences)
+    x, _ = test_set(cfg["data_dir"], cfg["train_size"], sequences, cfg["input_encoding"])
     with torch.no_grad():
         mask, bias_part, state_part = score_parts(model, x)
     rows = []

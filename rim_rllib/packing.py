@@ -24,7 +24,7 @@ from rim_rllib.rim import CELLS, RIM, RIMCell, RIMScan, RIMStack, checked_states
 # RIMCell sizes a pack's members must share (k may differ).
 CELL_SIZES = ("input_size", "hidden_size", "num_units", "cell", "input_key_size",
               "input_value_size", "num_input_heads", "input_dropout", "comm_key_size",
-              "comm_value_size", "num_comm_heads", "comm_dropout", "balance_loss",
+              "comm_value_size", "num_comm_heads", "comm_dropout", "rank_by", "balance_loss",
               "score_noise", "score_noise_type", "score_dropout", "cosine_scores",
               "query_bias", "usage_floor", "usage_floor_step", "fatigue",
               "fatigue_decay")

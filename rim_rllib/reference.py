@@ -25,9 +25,11 @@ class ReferenceRIMCell(nn.Module):
                  cell: str = "lstm", input_key_size: int = 64, input_value_size: int = 400,
                  num_input_heads: int = 1, input_dropout: float = 0.1,
                  comm_key_size: int = 32, comm_value_size: int = 100,
-                 num_comm_heads: int = 4, comm_dropout: float = 0.1):
+                 num_comm_heads: int = 4, comm_dropout: float = 0.1,
+                 rank_by: str = "null_attention"):
         super().__init__()
         self.hidden_size, self.num_units, self.k, self.cell = hidden_size, num_units, k, cell
+        self.rank_by = rank_by
         self.input_key_size, self.input_value_size = input_key_size, input_value_size
         self.num_input_heads = num_input_heads
         self.comm_key_size, self.comm_value_size = comm_key_size, comm_value_size
@@ -55,7 +57,7 @@ class ReferenceRIMCell(nn.Module):
         ref = cls(cell.input_size, cell.hidden_size, cell.num_units, cell.k, cell.cell,
                   cell.input_key_size, cell.input_value_size, cell.num_input_heads,
                   cell.input_dropout, cell.comm_key_size, cell.comm_value_size,
-                  cell.num_comm_heads, cell.comm_dropout)
+                  cell.num_comm_heads, cell.comm_dropout, cell.rank_by)
         ref.to(device=cell.key.weight.device, dtype=cell.key.weight.dtype)
         with torch.no_grad():
             ref.key.load_state_dict(cell.key.state_dict())
@@ -86,10 +88,14 @@ class ReferenceRIMCell(nn.Module):
         values = self.value(rows).view(batch, 2, heads, dv).mean(2)         # (B, 2, dv)
         queries = torch.stack([self.query[u](h[:, u]) for u in range(units)], 1)
         queries = queries.view(batch, units, heads, dk).transpose(1, 2)     # (B, nh, K, dk)
-        scores = (queries @ keys.transpose(-1, -2) / math.sqrt(dk)).mean(1)  # (B, K, 2)
+        scores = queries @ keys.transpose(-1, -2) / math.sqrt(dk)          # (B, nh, K, 2)
+        probs = scores.softmax(-1).mean(1)                                  # (B, K, 2)
+        # The paper: the units least attentive to the null row; the community code: the
+        # highest head-averaged score of the real row.
+        ranked = probs[:, :, 0] if self.rank_by == "null_attention" else scores.mean(1)[:, :, 0]
         mask = torch.zeros(batch, units, dtype=x.dtype, device=x.device)
-        mask.scatter_(1, scores[:, :, 0].topk(self.k, dim=1).indices, 1.0)
-        probs = self.input_dropout(scores.softmax(-1))
+        mask.scatter_(1, ranked.topk(self.k, dim=1).indices, 1.0)
+        probs = self.input_dropout(probs)
         inputs = (probs @ values) * mask.unsqueeze(2)                        # (B, K, dv)
 
         # Independent dynamics, one unit at a time.

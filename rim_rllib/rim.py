@@ -33,6 +33,8 @@ from rim_rllib.group import (
 
 CELLS = {"lstm": GroupLSTMCell, "gru": GroupGRUCell}
 SCORE_NOISE_TYPES = ("gaussian", "gumbel")
+#: How the top-``Ka`` ranks units: the paper's rule first (the default).
+RANK_RULES = ("null_attention", "score")
 
 
 def _check_cell(cell) -> None:
@@ -86,7 +88,8 @@ class StepWeights(NamedTuple):
     :meth:`RIMScan.scan` (``M K_t`` groups, ``G`` gate pre-activations per unit)."""
     w_hq: Tensor        # (MK, H, G + nh*dk): hidden-to-gates and input query, fused
     b_hq: Tensor        # (MK, 1, G + nh*dk)
-    null_key: Tensor    # (M, nh*dk, 1): the null row's key, pre-scaled
+    null_key: Tensor    # (M, nh*dk, nh): the null row's key per head (block-
+                        # diagonal), pre-scaled
     w_in: Tensor        # (MK, D + 1, G): value map composed with the input-to-hidden map
     ih_bias: Tensor     # (MK, 1, G): added apart for GRU units (the LSTM's is in b_hq)
     w_comm: Tensor      # (MK, H, 2*nc*dq + nc*dv): communication maps, fused
@@ -95,6 +98,44 @@ class StepWeights(NamedTuple):
     out_weight: Tensor  # (MK, nc*dv, H)
     rank_keep: Tensor | None  # (M, max Ka, B), see RIMScan._rank_keep
     rank_bias: Tensor | None  # (M, Kt, 1): the usage band's selection bias, or None
+
+
+def rank_scores(real: Tensor, null: Tensor, by_null: bool) -> Tensor:
+    r"""What the top-``Ka`` ranks units by, from the scaled input-attention scores of the
+    real and the null row, :math:`(M, K_t, B)` per head (a last dimension :math:`n_h` when
+    there are several heads).
+
+    ``by_null`` (``rank_by="null_attention"``, the paper's rule): the logit of the
+    attention probability on the real row, :math:`\log p / (1 - p)` with :math:`p` the
+    softmax over {real, null} averaged over heads: with one head, ``real - null``. Ranking
+    by it ranks by :math:`p`, the least attention to the null row; and it is in the units
+    of a score, so that the ranking's additive terms (score noise, the usage floor's bias,
+    fatigue) mean the same under both rules. Otherwise (``rank_by="score"``, the community
+    implementation's rule) the head-averaged score of the real row. :math:`(M, K_t, B)`.
+    """
+    if real.dim() == 3:
+        return real - null if by_null else real
+    if not by_null:
+        return real.mean(-1)
+    diff = real - null  # log(mean sigmoid(d)) - log(mean sigmoid(-d)), stable at any d
+    return (F.logsigmoid(diff).logsumexp(-1) - F.logsigmoid(-diff).logsumexp(-1))
+
+
+def cosine_rank_scores(unit_queries: Tensor, keys_t: Tensor, null_key: Tensor,
+                       by_null: bool) -> Tensor:
+    """``cosine_scores``' ranking: the cosine of each unit's query :math:`(M, K_t, B, E)`
+    and the real row's key :math:`(M, 1, B, E)` in place of the scaled dot product; with
+    ``by_null``, minus the cosine with the null row's key (``null_key``, :math:`(M, E,
+    n_h)` block-diagonal, see :class:`StepWeights`). :math:`(M, K_t, B)`."""
+    query_norm = unit_queries.norm(dim=-1)
+    cos_real = ((unit_queries * keys_t).sum(-1)
+                / (query_norm * keys_t.norm(dim=-1)).clamp_min(1e-12))
+    if not by_null:
+        return cos_real
+    null_vector = null_key.sum(-1)                                         # (M, E)
+    dot_null = torch.einsum("mkbe,me->mkb", unit_queries, null_vector)
+    norms = query_norm * null_vector.norm(dim=-1).view(-1, 1, 1)
+    return cos_real - dot_null / norms.clamp_min(1e-12)
 
 
 def rim_step(h: Tensor, c: Tensor | None, keys_t: Tensor, x_t: Tensor,
@@ -107,32 +148,43 @@ def rim_step(h: Tensor, c: Tensor | None, keys_t: Tensor, x_t: Tensor,
     ``h``, ``c``: :math:`(M K_t, B, H)` (``c`` is ``None`` for GRU units); ``keys_t``
     :math:`(M, 1, B, n_h d_k)`, the step's pre-scaled input keys; ``x_t`` :math:`(M|1, 1,
     B, D)`; ``keep_t``, ``comm_keep_t``: the step's dropout factors or ``None``;
-    ``jitter_t`` :math:`(M, K_t, B)`: added to the selection scores for the ranking only
-    (score noise and dropout; see :class:`RIMCell`), or ``None``; ``sizes``:
-    ``(M, K_t, B, G, comm heads, comm split, is_lstm, balance, cosine)``. Returns the new
-    ``h`` and ``c``, the 0/1 activation mask :math:`(M, K_t, B)` and, when ``balance``,
-    each unit's share of the selection softmax :math:`(M, K_t, B)` (else ``None``).
+    ``jitter_t`` :math:`(M, K_t, B)`: added to the ranked scores (:func:`rank_scores`)
+    for the ranking only (score noise and dropout, fatigue; see :class:`RIMCell`), or
+    ``None``; ``sizes``: ``(M, K_t, B, G, comm heads, comm split, is_lstm, balance, cosine,
+    by_null)`` (``by_null``: ``rank_by="null_attention"``). Returns the new ``h`` and
+    ``c``, the 0/1 activation mask :math:`(M, K_t, B)` and, when ``balance``, each unit's
+    share of the softmax over units of the ranked scores :math:`(M, K_t, B)` (else
+    ``None``).
     """
-    members, units, batch, gate_size, comm_heads, comm_split, is_lstm, balance, cosine = sizes
+    (members, units, batch, gate_size, comm_heads, comm_split, is_lstm, balance, cosine,
+     by_null) = sizes
     groups = members * units
+    heads = w.null_key.shape[-1]
     hq = torch.baddbmm(w.b_hq, h, w.w_hq)                                  # (MK, B, G+nh*dk)
     gh, query = hq.split([gate_size, hq.shape[-1] - gate_size], dim=2)
     query = query.reshape(members, units * batch, -1)
     unit_queries = query.view(members, units, batch, -1)
-    real = (unit_queries * keys_t).sum(-1)                                 # (M, K, B)
-    null = torch.bmm(query, w.null_key).view(members, units, batch)
-    p_real = torch.sigmoid(real - null)  # softmax over {real, null}
-    if w.rank_keep is None:
-        mask = torch.ones_like(real)
+    # Scaled scores per head of the real and the null row, (M, K, B, nh).
+    real = (unit_queries * keys_t).view(members, units, batch, heads, -1).sum(-1)
+    null = torch.bmm(query, w.null_key).view(members, units, batch, heads)
+    if heads == 1:  # no head dimension to average over: spare the kernels
+        real, null = real.squeeze(-1), null.squeeze(-1)
+        p_real = torch.sigmoid(real - null)  # softmax over {real, null}
     else:
-        ranked = real
+        p_real = torch.sigmoid(real - null).mean(-1)
+    ranked = None
+    if w.rank_keep is not None or balance:
+        ranked = rank_scores(real, null, by_null)
+    if w.rank_keep is None:
+        mask = torch.ones_like(p_real)
+    else:
+        order = ranked
         if cosine:
-            norms = unit_queries.norm(dim=-1) * keys_t.norm(dim=-1)
-            ranked = real / norms.clamp_min(1e-12)
-        ranked = ranked if w.rank_bias is None else ranked + w.rank_bias
-        ranked = ranked if jitter_t is None else ranked + jitter_t
-        top = ranked.topk(w.rank_keep.shape[1], dim=1).indices
-        mask = torch.zeros_like(real).scatter_(1, top, w.rank_keep)
+            order = cosine_rank_scores(unit_queries, keys_t, w.null_key, by_null)
+        order = order if w.rank_bias is None else order + w.rank_bias
+        order = order if jitter_t is None else order + jitter_t
+        top = order.topk(w.rank_keep.shape[1], dim=1).indices
+        mask = torch.zeros_like(p_real).scatter_(1, top, w.rank_keep)
     a_real = p_real * mask
     if keep_t is None:
         a_bias = mask  # a_real + a_null, the weights of the two rows, sum to 1
@@ -165,7 +217,7 @@ def rim_step(h: Tensor, c: Tensor | None, keys_t: Tensor, x_t: Tensor,
     h = torch.lerp(h, h_comm, mask3)
     if is_lstm:
         c = torch.lerp(c, c_new, mask3)
-    return h, c, mask, (real.softmax(1) if balance else None)
+    return h, c, mask, (ranked.softmax(1) if balance else None)
 
 
 def load_balance_loss(usage: Tensor, shares: Tensor) -> Tensor:
@@ -247,6 +299,8 @@ class RIMScan(nn.Module):
     #: ``torch.compile`` keyword arguments for the per-step function, or ``None`` to run it
     #: eagerly; set by :func:`compile_steps`.
     compile_options: dict | None = None
+    #: What the top-``Ka`` ranks units by (:data:`RANK_RULES`; see :class:`RIMCell`).
+    rank_by: str = "null_attention"
     #: Compute :func:`load_balance_loss` in every forward (into :attr:`aux_loss`).
     balance_loss: bool = False
     #: Selection-score noise and dropout in training; see :class:`RIMCell`.
@@ -371,11 +425,13 @@ class RIMScan(nn.Module):
         x_flat = x.reshape(x.shape[0], steps * batch, -1).expand(members, -1, -1)
 
         # Input attention: keys of every step at once, pre-scaled so that a dot product
-        # with a query is the head-averaged scaled score. The null row's key is the bias.
-        scale = 1.0 / (heads * math.sqrt(dk))
+        # with a query, summed per head, is that head's scaled score. The null row's key is
+        # the bias, laid out block-diagonally so that one matmul gives every head's score.
+        scale = 1.0 / math.sqrt(dk)
         keys = torch.baddbmm(key_b.unsqueeze(1), x_flat, key_w).mul_(scale)  # (M, TB, E)
         keys = keys.view(members, steps, 1, batch, -1).transpose(0, 1)      # (T, M, 1, B, E)
-        null_key = (key_b * scale).unsqueeze(-1)                            # (M, nh*dk, 1)
+        head_of = torch.eye(heads, device=x.device, dtype=x.dtype).repeat_interleave(dk, 0)
+        null_key = (key_b * scale).unsqueeze(-1) * head_of                  # (M, nh*dk, nh)
 
         # Values averaged over heads, composed with each unit's input-to-hidden weights:
         # unit k's input is a_real * W_k v(x_t) + a_null * W_k v(0), with v(x) = W_v x + v(0),
@@ -418,7 +474,7 @@ class RIMScan(nn.Module):
                               out_bias, self.comm_output.weight, self._rank_keep(batch, x),
                               rank_bias)
         sizes = (members, units, batch, gate_size, c_heads, comm_split, self.is_lstm,
-                 self.balance_loss, self.cosine_scores)
+                 self.balance_loss, self.cosine_scores, self.rank_by == "null_attention")
         step = _step_function(self.compile_options)
         h = state[0]
         c = state[1] if self.is_lstm else None
@@ -488,7 +544,7 @@ class RIMCell(RIMScan):
 
     At each step the input ``x`` and a null (all-zero) input are read through an input
     attention in which every unit queries with its own previous state; the ``k`` units
-    scoring highest on the real input are active. Every unit runs its own LSTM or GRU on
+    that pay the least attention to the null input are active (the paper's rule). Every unit runs its own LSTM or GRU on
     what it read (inactive units read zeros); active units then read all units' new states
     through a multi-head communication attention with a residual connection and take the
     result; inactive units keep their previous state exactly and pass no gradient back
@@ -509,6 +565,16 @@ class RIMCell(RIMScan):
         comm_value_size: size of each communication head's value (any size).
         num_comm_heads: communication-attention heads.
         comm_dropout: dropout on the communication-attention probabilities.
+        rank_by: how the ``k`` active units are chosen. ``"null_attention"`` (the paper's
+            rule and the authors' code): the ``k`` with the highest input-attention
+            probability on the real row (softmax over {real, null}, averaged over input
+            heads), i.e. the least on the null row. ``"score"`` (the community
+            implementation's rule): the ``k`` with the highest head-averaged score of the
+            real row. The two agree only when the key map has no bias (the null row's
+            score is then 0). The ranking's additive terms (``score_noise``, the usage
+            floor's bias, ``fatigue``) are added to the real row's attention logit
+            :math:`\log p / (1 - p)` under the first rule (with one head ``real - null``,
+            in score units) and to the score under the second.
         balance_loss: compute in every forward the load-balancing loss of the unit
             selection (:func:`load_balance_loss`; 1 at uniform use, up to ``num_units``
             when one unit takes every step) into :attr:`aux_loss`, for the training loop
@@ -568,6 +634,7 @@ class RIMCell(RIMScan):
                  input_dropout: float = 0.1, comm_key_size: int = 32,
                  comm_value_size: int = 100, comm_query_size: int = 32,
                  num_comm_heads: int = 4, comm_dropout: float = 0.1,
+                 rank_by: str = "null_attention",
                  balance_loss: bool = False, score_noise: float = 0.0,
                  score_noise_type: str = "gaussian", score_dropout: float = 0.0,
                  cosine_scores: bool = False, query_bias: bool = True,
@@ -610,6 +677,10 @@ class RIMCell(RIMScan):
         self.comm_value_size = comm_value_size
         self.num_comm_heads = num_comm_heads
         self.comm_dropout = comm_dropout
+        if rank_by not in RANK_RULES:
+            raise ValueError(f"rank_by must be one of {list(RANK_RULES)} (the paper's rule "
+                             f"first), got {rank_by!r}")
+        self.rank_by = rank_by
         _check_bool("balance_loss", balance_loss)
         self.balance_loss = balance_loss
         if not _is_number(score_noise) or score_noise < 0:
@@ -666,7 +737,7 @@ class RIMCell(RIMScan):
 
     def extra_repr(self) -> str:
         return (f"{self.input_size}, {self.hidden_size}, num_units={self.num_units}, "
-                f"k={self.k}, cell={self.cell!r}")
+                f"k={self.k}, cell={self.cell!r}, rank_by={self.rank_by!r}")
 
     def forward(self, input: Tensor, hx=None, return_mask: bool = False,
                 tiredness: Tensor | None = None):

@@ -6,6 +6,8 @@ RIMs, ``k`` may then be lists, and the trial's members are every ``k`` x every `
 in that order (:func:`pack_members`).
 """
 
+from rim_rllib.rim import RANK_RULES
+
 
 def flat_config(config: dict) -> dict:
     """``config`` with its ``variant`` dict's keys merged in (variant wins)."""
@@ -24,6 +26,14 @@ def pack_members(config: dict, model_key: str = "model") -> list[dict]:
     cfg = flat_config(config)
     ks = as_list(cfg.get("k")) if cfg.get(model_key, "rim") == "rim" else [None]
     return [{"k": k, "seed": seed} for k in ks for seed in as_list(cfg.get("seed", 0))]
+
+
+def check_rank_by(value) -> None:
+    """``config['rank_by']``: how the RIMs choose their active units."""
+    if value not in RANK_RULES:
+        raise ValueError(f"config['rank_by'] must be one of {list(RANK_RULES)} (the paper's "
+                         f"rule, the least attention to the null input, first; 'score' is "
+                         f"the community implementation's), got {value!r}")
 
 
 def check_k_anneal(value, unit: str) -> None:

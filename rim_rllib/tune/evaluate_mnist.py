@@ -23,7 +23,7 @@ from rim_rllib.cli import HelpFormatter, int_at_least
 from rim_rllib.mnist_data import MnistError, find_data_dir, sequential_mnist
 from rim_rllib.packing import pack
 from rim_rllib.tune.config import pack_members
-from rim_rllib.tune.mnist import MnistTrainable
+from rim_rllib.tune.mnist import MnistTrainable, encode_pixels
 from rim_rllib.tune.sequence import rim_config
 
 
@@ -44,13 +44,14 @@ def load_trial(checkpoint: str | Path) -> tuple[torch.nn.Module, dict, list[dict
 
 
 @functools.cache
-def test_set(data_dir: str | None, size: int,
-             subset: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def test_set(data_dir: str | None, size: int, subset: int | None = None,
+             encoding: str = "raw") -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``subset`` test images (all with ``None``) at ``size`` as model input
-    :math:`(N, T, 1)` and their labels :math:`(N,)`; read once per process and arguments,
-    for every trial that evaluates on them."""
+    :math:`(N, T, D)` in the trial's ``input_encoding`` (:func:`encode_pixels`) and their
+    labels :math:`(N,)`; read once per process and arguments, for every trial that
+    evaluates on them."""
     images, labels = sequential_mnist(find_data_dir(data_dir), "test", size)
-    return (torch.from_numpy(images[:subset]).float().unsqueeze(-1),
+    return (encode_pixels(torch.from_numpy(images[:subset]), encoding),
             torch.from_numpy(labels[:subset]))
 
 
@@ -64,7 +65,8 @@ def accuracy_table(model: torch.nn.Module, cfg: dict, members: list[dict], sizes
                           "Kt": cfg["num_units"], "Ka": [m["k"] for m in members],
                           "seed": [m["seed"] for m in members]})
     for size in sizes:
-        x_all, y_all = test_set(data_dir or cfg["data_dir"], size, subset)
+        x_all, y_all = test_set(data_dir or cfg["data_dir"], size, subset,
+                                cfg["input_encoding"])
         correct = torch.zeros(len(members))
         for first in range(0, len(y_all), batch_size):
             correct += (model(x_all[first:first + batch_size]).argmax(-1)

@@ -11,7 +11,9 @@ saves a checkpoint (the RLlib algorithm). The last report adds ``return/<env>`` 
 evaluation return) and, for a RIM, ``activation/<env>/u<j>`` (unit ``j``'s activation
 rate) and the unit-collapse metrics ``<name>/<env>`` for every evaluation environment, and
 a RIM trial writes its activation counts by what the agent sees to ``activations.parquet``
-in its trial directory. With ``k_anneal=f`` a RIM agent trains dense-to-sparse, as in the
+in its trial directory. ``rank_by`` (also accepted in the ``rim`` dict) is the RIM's unit
+selection rule (:class:`rim_rllib.RIMCell`; default the paper's, ``"null_attention"``).
+With ``k_anneal=f`` a RIM agent trains dense-to-sparse, as in the
 sequence trainables: its active units fall linearly from all ``Kt`` to its ``Ka`` over the
 first ``f`` of the frames, in the actions sampled and in the PPO updates alike
 (:func:`rim_rllib.rl.ppo.set_dense_fraction`, set before each iteration from the frames so
@@ -37,13 +39,14 @@ from rim_rllib.rl.ppo import (REFERENCE, STACKS, default_env_runners, ppo_config
                               restore_algorithm, save_algorithm, set_dense_fraction)
 from rim_rllib.collapse import COLLAPSE_METRICS, collapse_metrics
 from rim_rllib.tune.activations import count_activations, write_activations
-from rim_rllib.tune.config import check_k_anneal, flat_config
+from rim_rllib.rim import RANK_RULES
+from rim_rllib.tune.config import check_k_anneal, check_rank_by, flat_config
 
 DEFAULTS = dict(
     env="MiniGrid-Empty-5x5-v0", eval_envs=("MiniGrid-Empty-16x16-v0",), frames=80_000,
     eval_episodes=100, memory="rim", num_units=4, hidden_size=16, k=3, cell="lstm",
     stack="new", seed=0, num_env_runners=None, ppo=None, rim=None, threads=1,
-    checkpoint_every=10, k_anneal=0.0,
+    checkpoint_every=10, k_anneal=0.0, rank_by=None,
 )
 FRAMES_FILE = "frames.json"
 
@@ -65,6 +68,13 @@ def resolve_config(config: dict) -> dict:
         raise ValueError(f"config['checkpoint_every'] must be a positive int (PPO iterations "
                          f"between checkpoints; the last one is always saved), got {every!r}")
     check_k_anneal(cfg["k_anneal"], "frames")
+    # rank_by: the top-level key, or the rim dict's, or the paper's rule; not both apart.
+    in_rim = (cfg["rim"] or {}).get("rank_by")
+    if None not in (cfg["rank_by"], in_rim) and cfg["rank_by"] != in_rim:
+        raise ValueError(f"config['rim']['rank_by']={in_rim!r} contradicts "
+                         f"config['rank_by']={cfg['rank_by']!r}; set it once")
+    cfg["rank_by"] = cfg["rank_by"] or in_rim or RANK_RULES[0]
+    check_rank_by(cfg["rank_by"])
     if set(cfg["ppo"] or {}) - set(REFERENCE):
         raise ValueError(f"config['ppo'] keys must be among {sorted(REFERENCE)}, "
                          f"got {sorted(cfg['ppo'])}")
@@ -119,7 +129,9 @@ def train_minigrid(config: dict) -> None:
     torch.manual_seed(cfg["seed"])
     model = dict(memory=cfg["memory"], num_units=cfg["num_units"],
                  hidden_size=cfg["hidden_size"], k=cfg["k"], cell=cfg["cell"],
-                 **(cfg["rim"] or {}))
+                 **({"rank_by": cfg["rank_by"]} if cfg["memory"] == "rim" else {}),
+                 **{key: value for key, value in (cfg["rim"] or {}).items()
+                    if key != "rank_by"})
     runners = cfg["num_env_runners"]
     if runners is None:  # as many as the trial's own CPUs allow, not the node's
         cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)

@@ -27,9 +27,22 @@ from rim_rllib.models import SequenceClassifier
 from rim_rllib.tune.sequence import SequenceTrainable, is_int
 
 DEFAULTS = dict(train_size=14, eval_sizes=(16, 19, 24), train_subset=None, eval_subset=None,
-                data_dir=None, transfer_eval_every=1, validation=0)
+                data_dir=None, transfer_eval_every=1, validation=0, input_encoding="raw")
+#: How a binarised pixel is fed to the model (features per step).
+INPUT_ENCODINGS = {"raw": 1, "onehot": 2}
 #: The seed of the validation split: one split for every trial, so that they compare.
 VALIDATION_SEED = 12345
+
+
+def encode_pixels(x: Tensor, encoding: str) -> Tensor:
+    """Binarised pixel sequences :math:`(..., T)` (0/1) as model input :math:`(..., T, D)`
+    float: ``"raw"`` the pixel itself (:math:`D = 1`); ``"onehot"`` the pair (off, on)
+    (:math:`D = 2`). Raw, a black pixel reads as 0, which is exactly the RIM's null input:
+    no unit can tell it from nothing. One-hot, both values differ from the null row, and
+    the input maps act as a learned embedding (as the authors' code embeds its input)."""
+    if encoding == "onehot":
+        return F.one_hot(x.long(), 2).float()
+    return x.float().unsqueeze(-1)
 
 
 def resolve_config(config: dict) -> dict:
@@ -52,6 +65,10 @@ class MnistTrainable(SequenceTrainable):
     def resolve_config(cls, config: dict) -> dict:
         cfg = super().resolve_config(config)
         cfg["eval_sizes"] = tuple(cfg["eval_sizes"])
+        if cfg["input_encoding"] not in INPUT_ENCODINGS:
+            raise ValueError(f"config['input_encoding'] must be one of "
+                             f"{list(INPUT_ENCODINGS)} (a binarised pixel as one feature, or "
+                             f"one-hot as two), got {cfg['input_encoding']!r}")
         if not is_int(cfg["validation"], 0):
             raise ValueError(f"config['validation'] must be an int >= 0 (training images "
                              f"held out for model selection), got {cfg['validation']!r}")
@@ -84,11 +101,12 @@ class MnistTrainable(SequenceTrainable):
 
     @classmethod
     def build_model(cls, cfg, k, rim_kwargs):
-        return SequenceClassifier(cfg["model"], 1, 10, cfg["hidden_size"], cfg["num_units"],
+        return SequenceClassifier(cfg["model"], INPUT_ENCODINGS[cfg["input_encoding"]], 10,
+                                  cfg["hidden_size"], cfg["num_units"],
                                   cell=cfg["cell"], **({"k": k} if k else {}), **rim_kwargs)
 
     def inputs(self, x: Tensor) -> Tensor:
-        return x.to(self.device, torch.float32, non_blocking=True).unsqueeze(-1)
+        return encode_pixels(x.to(self.device, non_blocking=True), self.cfg["input_encoding"])
 
     def member_losses(self, logits, y):                                   # (M, b, 10)
         losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(),

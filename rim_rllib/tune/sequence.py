@@ -50,11 +50,12 @@ from rim_rllib.init import chrono_init_
 from rim_rllib.packing import optimise_members_, pack
 from rim_rllib.rim import compile_steps, set_dense_fraction_
 from rim_rllib.tune.activations import count_activations, write_activations
-from rim_rllib.tune.config import as_list, check_k_anneal, flat_config, pack_members
+from rim_rllib.tune.config import (as_list, check_k_anneal, check_rank_by, flat_config,
+                                     pack_members)
 
 RIM_KWARGS = ("input_key_size", "input_value_size", "input_query_size", "num_input_heads",
               "input_dropout", "comm_key_size", "comm_value_size", "comm_query_size",
-              "num_comm_heads", "comm_dropout", "score_noise", "score_noise_type",
+              "num_comm_heads", "comm_dropout", "rank_by", "score_noise", "score_noise_type",
               "score_dropout", "cosine_scores", "query_bias", "usage_floor",
               "usage_floor_step", "fatigue", "fatigue_decay")
 COMMON_DEFAULTS = dict(
@@ -146,6 +147,8 @@ class SequenceTrainable(tune.Trainable):
             raise ValueError("config['lr_schedule']='cosine' decays over config['epochs'] "
                              f"(set by the study runner), got epochs={cfg.get('epochs')!r}")
         check_k_anneal(cfg["k_anneal"], "steps")
+        if "rank_by" in cfg:
+            check_rank_by(cfg["rank_by"])
         if (isinstance(cfg["warmup"], bool) or not isinstance(cfg["warmup"], (int, float))
                 or not 0 <= cfg["warmup"] < 1):
             raise ValueError(f"config['warmup'] must be the fraction of training steps in "

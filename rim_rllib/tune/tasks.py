@@ -35,7 +35,7 @@ MNIST_PRESETS = {
     "cpu": dict(base_config=dict(MNIST_SIZES["cpu"], input_dropout=0.0, comm_dropout=0.0,
                                  lr=5e-3, lr_schedule="cosine", warmup=0.05,
                                  batch_size=16, init="chrono", compile=True, k_anneal=0.8,
-                                 fatigue=1.0,
+                                 fatigue=1.0, rank_by="null_attention",
                                  train_size=14, eval_sizes=MNIST_EVAL_SIZES,
                                  train_subset=6000, eval_subset=1000, eval_batch_size=50,
                                  transfer_eval_every=3),
@@ -46,7 +46,8 @@ MNIST_PRESETS = {
     # of 21 packed RIMs took 139 ms against 372 ms for one RIM eager: the sweep's training
     # ~4.5 GPU-hours instead of ~175; benchmarks/gpu_step.py). Then the LSTMs, one trial.
     "paper": dict(base_config=dict(MNIST_SIZES["paper"], lr=1e-3, batch_size=64,
-                                   compile=True, train_size=14, eval_sizes=MNIST_EVAL_SIZES),
+                                   compile=True, train_size=14, eval_sizes=MNIST_EVAL_SIZES,
+                                   rank_by="null_attention"),
                   seeds=[0, 1, 2], iterations=100, pack="sweep", gpus_per_trial=1),
 }
 
@@ -66,6 +67,7 @@ COPYING_PRESETS = {
     "cpu": dict(base_config=dict(MNIST_SIZES["cpu"], input_dropout=0.0, comm_dropout=0.0,
                                  lr=6e-3, lr_schedule="cosine", warmup=0.05, batch_size=16,
                                  init="chrono", compile=True, dormant=10,
+                                 rank_by="null_attention",
                                  eval_dormants=(20, 40, 80), train_sequences=10_000,
                                  eval_sequences=1_000, eval_batch_size=250,
                                  transfer_eval_every=9),
@@ -78,7 +80,7 @@ COPYING_PRESETS = {
                                    comm_value_size=100, num_comm_heads=4, lr=5e-4,
                                    batch_size=500, compile=True, dormant=50,
                                    eval_dormants=(100, 200, 400), train_sequences=50_000,
-                                   eval_sequences=2_000),
+                                   eval_sequences=2_000, rank_by="null_attention"),
                   seeds=[0, 1, 2], iterations=100, pack="sweep", gpus_per_trial=1),
 }
 SEQUENCE_TASKS = {"mnist": (MnistTrainable, MNIST_PRESETS),
