@@ -5,9 +5,12 @@
 Draws ``transfer.png``, bars of the final metric per evaluation (image size or
 environment) and model / Ka (mean over seeds, 95% CI whiskers), and
 ``learning_curves.png``, the metric at the training size or environment against the
-training budget, one line per model / Ka with a 95% CI band. Values are in the tables'
-units (accuracies in %); intervals are clipped to the metric's range; a model with one
-seed is drawn without an interval, and the title says how many seeds each model has.
+training budget, one line per model / Ka with a 95% CI band, and ``improvement.png``, the
+probability that each RIM row beats the LSTM baseline (and the width-matched LSTM, where
+the study has one) per evaluation with its 95% stratified-bootstrap interval. Values are
+in the tables' units (accuracies in %); intervals are clipped to the metric's range; a
+model with one seed is drawn without an interval, and the title says how many seeds each
+model has.
 """
 
 import sys
@@ -22,7 +25,8 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from analysis.cli import results_arguments  # noqa: E402
-from analysis.tables import display_scale, eval_order, pick_metric, summarise  # noqa: E402
+from analysis.tables import (display_scale, eval_order, pick_metric,  # noqa: E402
+                             summarise, verdicts)
 from rim_rllib.stats import ci95_halfwidth  # noqa: E402
 from rim_rllib.tune.results import read_results  # noqa: E402
 
@@ -137,6 +141,53 @@ def plot_learning_curves(results: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
+def plot_improvement(results: pd.DataFrame, path: Path, verdict: pd.DataFrame | None = None
+                     ) -> None:
+    """The probability that each RIM row beats the LSTM baseline of its Kt (and, where
+    the study has one, the width-matched LSTM), per evaluation, with 95%
+    stratified-bootstrap intervals (:func:`analysis.tables.verdicts`); a line at 0.5: an
+    interval across it is inconclusive. ``verdict``: the verdicts, when computed already."""
+    verdict = verdicts(results) if verdict is None else verdict
+    verdict = verdict.dropna(subset=["p_improvement"]) if len(verdict) else verdict
+    if verdict.empty:
+        raise ValueError("no RIM row and LSTM baseline with 2 seeds each to compare")
+    baselines = [b for b in ("lstm", "matched lstm") if b in set(verdict["baseline"])]
+    evals = sorted(verdict["eval_on"].unique(),
+                   key=lambda e: (e not in set(verdict["train_on"]), eval_order(e)))
+    rows = sorted({(k[0], k[1], k[2]) for k in zip(verdict["Kt"], verdict["Ka"],
+                                                    verdict["cell"])})
+    fig, axes = plt.subplots(1, len(baselines), figsize=(max(6.0, 1.6 * len(evals) + 2)
+                                                         * len(baselines), 4.8),
+                             squeeze=False, sharey=True)
+    width = 0.8 / len(rows)
+    for ax, baseline in zip(axes[0], baselines):
+        subset = verdict[verdict["baseline"] == baseline]
+        for i, (kt, ka, cell) in enumerate(rows):
+            group = subset[(subset["Kt"] == kt) & (subset["Ka"] == ka)
+                           & (subset["cell"] == cell)].set_index("eval_on").reindex(evals)
+            p = group["p_improvement"].to_numpy()
+            x = np.arange(len(evals)) + (i - (len(rows) - 1) / 2) * width
+            ax.errorbar(x, p, yerr=np.nan_to_num([p - group["low"], group["high"] - p]),
+                        fmt="o", capsize=3, label=f"RIM {cell} Kt={kt} Ka={int(ka)}")
+        ax.axhline(0.5, color="grey", lw=1, ls="--")
+        names = [f"{e}*" if e in set(subset["train_on"]) else e for e in evals]
+        ax.set_xticks(range(len(evals)), [n.replace("MiniGrid-", "") for n in names])
+        ax.set_xlabel("evaluated on (* = trained on)")
+        ax.set_ylim(-0.02, 1.02)
+        against = "LSTM (Kt·H)" if baseline == "lstm" else "LSTM as wide as the active units"
+        ax.set_title(f"P(RIM > {against})", fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("probability of improvement (95% bootstrap CI)")
+    axes[0][0].legend(fontsize=7)
+    seeds = f"{int(verdict['n'].min())}-{int(verdict['n'].max())}"
+    study = results["study"].iloc[0] if "study" in results else ""
+    fig.suptitle(f"{study}: {verdict['metric'].iloc[0]}, {seeds} seeds per RIM row",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     location, out = results_arguments(__doc__, "the PNGs", argv)
     try:
@@ -147,7 +198,13 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"analysis.plots: {err}", file=sys.stderr)
         return 2
-    print(f"wrote {out / 'transfer.png'} and {out / 'learning_curves.png'}")
+    written = ["transfer.png", "learning_curves.png"]
+    try:
+        plot_improvement(results, out / "improvement.png")
+        written.append("improvement.png")
+    except ValueError as err:  # a study without two seeds of an LSTM: no verdicts to draw
+        print(f"analysis.plots: no improvement.png: {err}", file=sys.stderr)
+    print(f"wrote {', '.join(written)} in {out}")
     return 0
 
 

@@ -100,42 +100,43 @@ class StepWeights(NamedTuple):
     rank_bias: Tensor | None  # (M, Kt, 1): the usage band's selection bias, or None
 
 
-def rank_scores(real: Tensor, null: Tensor, by_null: bool) -> Tensor:
-    r"""What the top-``Ka`` ranks units by, from the scaled input-attention scores of the
-    real and the null row, :math:`(M, K_t, B)` per head (a last dimension :math:`n_h` when
-    there are several heads).
+def rank_scores(scores: Tensor, by_null: bool) -> Tensor:
+    r"""What the top-``Ka`` ranks units by, from the scaled input-attention scores
+    :math:`(M, K_t, B)` (a last dimension :math:`n_h` with several heads): with
+    ``by_null``, of the real row minus the null row; else of the real row.
 
     ``by_null`` (``rank_by="null_attention"``, the paper's rule): the logit of the
     attention probability on the real row, :math:`\log p / (1 - p)` with :math:`p` the
-    softmax over {real, null} averaged over heads: with one head, ``real - null``. Ranking
-    by it ranks by :math:`p`, the least attention to the null row; and it is in the units
-    of a score, so that the ranking's additive terms (score noise, the usage floor's bias,
-    fatigue) mean the same under both rules. Otherwise (``rank_by="score"``, the community
-    implementation's rule) the head-averaged score of the real row. :math:`(M, K_t, B)`.
+    softmax over {real, null} averaged over heads: with one head, the score difference.
+    Ranking by it ranks by :math:`p`, the least attention to the null row; and it is in
+    the units of a score, so that the ranking's additive terms (score noise, the usage
+    floor's bias, fatigue) mean the same under both rules. Otherwise (``rank_by="score"``,
+    the community implementation's rule) the head-averaged score of the real row.
+    :math:`(M, K_t, B)`.
     """
-    if real.dim() == 3:
-        return real - null if by_null else real
+    if scores.dim() == 3:
+        return scores
     if not by_null:
-        return real.mean(-1)
-    diff = real - null  # log(mean sigmoid(d)) - log(mean sigmoid(-d)), stable at any d
-    return (F.logsigmoid(diff).logsumexp(-1) - F.logsigmoid(-diff).logsumexp(-1))
+        return scores.mean(-1)
+    # log(mean sigmoid(d)) - log(mean sigmoid(-d)), stable at any d
+    return F.logsigmoid(scores).logsumexp(-1) - F.logsigmoid(-scores).logsumexp(-1)
 
 
 def cosine_rank_scores(unit_queries: Tensor, keys_t: Tensor, null_key: Tensor,
                        by_null: bool) -> Tensor:
     """``cosine_scores``' ranking: the cosine of each unit's query :math:`(M, K_t, B, E)`
-    and the real row's key :math:`(M, 1, B, E)` in place of the scaled dot product; with
-    ``by_null``, minus the cosine with the null row's key (``null_key``, :math:`(M, E,
-    n_h)` block-diagonal, see :class:`StepWeights`). :math:`(M, K_t, B)`."""
-    query_norm = unit_queries.norm(dim=-1)
-    cos_real = ((unit_queries * keys_t).sum(-1)
-                / (query_norm * keys_t.norm(dim=-1)).clamp_min(1e-12))
+    and the real row's key in place of the scaled dot product; with ``by_null``, minus the
+    cosine with the null row's key (``null_key``, :math:`(M, E, n_h)` block-diagonal, see
+    :class:`StepWeights`). ``keys_t`` :math:`(M, 1, B, E)` as :func:`rim_step` gets them
+    (bias-free with ``by_null``). :math:`(M, K_t, B)`."""
+    def cosine(key: Tensor) -> Tensor:
+        dot = (unit_queries * key).sum(-1)
+        return dot / (unit_queries.norm(dim=-1) * key.norm(dim=-1)).clamp_min(1e-12)
+
     if not by_null:
-        return cos_real
-    null_vector = null_key.sum(-1)                                         # (M, E)
-    dot_null = torch.einsum("mkbe,me->mkb", unit_queries, null_vector)
-    norms = query_norm * null_vector.norm(dim=-1).view(-1, 1, 1)
-    return cos_real - dot_null / norms.clamp_min(1e-12)
+        return cosine(keys_t)
+    null_vector = null_key.sum(-1)[:, None, None]                          # (M, 1, 1, E)
+    return cosine(keys_t + null_vector) - cosine(null_vector)
 
 
 def rim_step(h: Tensor, c: Tensor | None, keys_t: Tensor, x_t: Tensor,
@@ -146,7 +147,8 @@ def rim_step(h: Tensor, c: Tensor | None, keys_t: Tensor, x_t: Tensor,
     :meth:`RIMScan.scan`, a pure function so that :func:`compile_steps` can compile it.
 
     ``h``, ``c``: :math:`(M K_t, B, H)` (``c`` is ``None`` for GRU units); ``keys_t``
-    :math:`(M, 1, B, n_h d_k)`, the step's pre-scaled input keys; ``x_t`` :math:`(M|1, 1,
+    :math:`(M, 1, B, n_h d_k)`, the step's pre-scaled input keys (minus the null row's,
+    the bias, with ``by_null``); ``x_t`` :math:`(M|1, 1,
     B, D)`; ``keep_t``, ``comm_keep_t``: the step's dropout factors or ``None``;
     ``jitter_t`` :math:`(M, K_t, B)`: added to the ranked scores (:func:`rank_scores`)
     for the ranking only (score noise and dropout, fatigue; see :class:`RIMCell`), or
@@ -164,17 +166,22 @@ def rim_step(h: Tensor, c: Tensor | None, keys_t: Tensor, x_t: Tensor,
     gh, query = hq.split([gate_size, hq.shape[-1] - gate_size], dim=2)
     query = query.reshape(members, units * batch, -1)
     unit_queries = query.view(members, units, batch, -1)
-    # Scaled scores per head of the real and the null row, (M, K, B, nh).
-    real = (unit_queries * keys_t).view(members, units, batch, heads, -1).sum(-1)
-    null = torch.bmm(query, w.null_key).view(members, units, batch, heads)
-    if heads == 1:  # no head dimension to average over: spare the kernels
-        real, null = real.squeeze(-1), null.squeeze(-1)
-        p_real = torch.sigmoid(real - null)  # softmax over {real, null}
+    # Scaled scores per head, (M, K, B, nh): of the real row minus the null row's under
+    # the paper's rule (keys_t are then bias-free: exactly 0 for a zero input, as the
+    # authors' attention over two equal rows), of the real row under the community's.
+    scores = (unit_queries * keys_t).view(members, units, batch, heads, -1).sum(-1)
+    if by_null:
+        diff = scores
     else:
-        p_real = torch.sigmoid(real - null).mean(-1)
+        diff = scores - torch.bmm(query, w.null_key).view(members, units, batch, heads)
+    if heads == 1:  # no head dimension to average over: spare the kernels
+        scores, diff = scores.squeeze(-1), diff.squeeze(-1)
+        p_real = torch.sigmoid(diff)  # softmax over {real, null}
+    else:
+        p_real = torch.sigmoid(diff).mean(-1)
     ranked = None
     if w.rank_keep is not None or balance:
-        ranked = rank_scores(real, null, by_null)
+        ranked = rank_scores(scores, by_null)
     if w.rank_keep is None:
         mask = torch.ones_like(p_real)
     else:
@@ -428,7 +435,13 @@ class RIMScan(nn.Module):
         # with a query, summed per head, is that head's scaled score. The null row's key is
         # the bias, laid out block-diagonally so that one matmul gives every head's score.
         scale = 1.0 / math.sqrt(dk)
-        keys = torch.baddbmm(key_b.unsqueeze(1), x_flat, key_w).mul_(scale)  # (M, TB, E)
+        keys = torch.baddbmm(key_b.unsqueeze(1), x_flat, key_w)             # (M, TB, E)
+        if self.rank_by == "null_attention":
+            # What the step needs: the real row's keys minus the null row's, 0 exactly
+            # for a zero input. The bias cancels, so it gets a zero gradient, not none
+            # (DistributedDataParallel and RLlib's learners expect every parameter used).
+            keys = keys - key_b.unsqueeze(1)
+        keys = keys.mul_(scale)
         keys = keys.view(members, steps, 1, batch, -1).transpose(0, 1)      # (T, M, 1, B, E)
         head_of = torch.eye(heads, device=x.device, dtype=x.dtype).repeat_interleave(dk, 0)
         null_key = (key_b * scale).unsqueeze(-1) * head_of                  # (M, nh*dk, nh)
@@ -574,7 +587,10 @@ class RIMCell(RIMScan):
             score is then 0). The ranking's additive terms (``score_noise``, the usage
             floor's bias, ``fatigue``) are added to the real row's attention logit
             :math:`\log p / (1 - p)` under the first rule (with one head ``real - null``,
-            in score units) and to the score under the second.
+            in score units) and to the score under the second. Under the paper's rule the
+            key map's bias has no effect (it is the null row's key and shifts the real
+            row's alike; its gradient is zero); it is kept so that both rules have the
+            same weights.
         balance_loss: compute in every forward the load-balancing loss of the unit
             selection (:func:`load_balance_loss`; 1 at uniform use, up to ``num_units``
             when one unit takes every step) into :attr:`aux_loss`, for the training loop

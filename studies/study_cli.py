@@ -4,7 +4,7 @@ Ray, write and return its train-vs-transfer table; bad input ends in one line.""
 import argparse
 from typing import Callable
 
-from analysis.tables import build_table, summarise, write_table
+from analysis.tables import study_tables, summarise, write_table
 from rim_rllib.tune.results import read_results
 from rim_rllib.cli import int_at_least
 from rim_rllib.tune.study import (StudySpec, add_study_arguments, execute_study,
@@ -92,8 +92,8 @@ def run_and_tabulate(parser: argparse.ArgumentParser, args: argparse.Namespace,
     if spec.search != "grid":  # a row per drawn config
         by = (*by, *(key for key in spec.search_space if key != "k"))
     summary = summarise(results, by)
-    table = write_table(build_table(results, by=by, summary=summary),
-                        local_output_dir(outcome.path, spec.name), summary)
+    tables, numbers = study_tables(results, by=by, summary=summary)
+    table = write_table(tables, local_output_dir(outcome.path, spec.name), summary, numbers)
     stopped = results.loc[results["status"] == "EARLY_STOPPED", "trial_id"].nunique()
     notes = ([f"{stopped} trial{'s' if stopped > 1 else ''} stopped early by ASHA "
               "(not in the table: it compares full budgets)"] if stopped else [])

@@ -106,20 +106,25 @@ def test_selection_cures_vary_the_selection_in_training_only(knob):
     assert torch.equal(mask_c, mask_p) and torch.equal(out_c, out_p)
 
 
-def test_cosine_scores_rank_units_by_the_direction_of_their_query():
-    """With cosine_scores a step's active units are the top k of cos(query, key), in
-    training and eval, whatever the scale of a unit's query map; the dot product ranking
-    moves with that scale."""
+@pytest.mark.parametrize("rule", ["null_attention", "score"])
+def test_cosine_scores_rank_units_by_the_direction_of_their_query(rule):
+    """With cosine_scores a step's active units are the top k of cos(query, key) (minus
+    the cosine with the null row's key under the paper's rule), in training and eval,
+    whatever the scale of a unit's query map; the dot product ranking moves with that
+    scale."""
     from rim_rllib import RIMCell
     torch.manual_seed(0)
-    kwargs = dict(input_dropout=0.0, comm_dropout=0.0)
+    kwargs = dict(input_dropout=0.0, comm_dropout=0.0, rank_by=rule)
     cosine = RIMCell(3, 8, 5, 2, cosine_scores=True, **kwargs)
     dot = RIMCell(3, 8, 5, 2, **kwargs)
     dot.load_state_dict(cosine.state_dict())
     x, h, c = torch.randn(64, 3), torch.randn(64, 5, 8), torch.randn(64, 5, 8)
     queries, key = cosine.query(h), cosine.key(x).unsqueeze(1)            # (B, Kt, d), (B, 1, d)
+    ranked = torch.cosine_similarity(queries, key, dim=-1)
+    if rule == "null_attention":
+        ranked = ranked - torch.cosine_similarity(queries, cosine.key.bias, dim=-1)
     expected = torch.zeros(64, 5, dtype=torch.bool).scatter_(
-        1, torch.cosine_similarity(queries, key, dim=-1).topk(2, dim=1).indices, True)
+        1, ranked.topk(2, dim=1).indices, True)
     for mode in (cosine.train, cosine.eval):
         mode()
         assert torch.equal(cosine(x, (h, c), return_mask=True)[1], expected)
@@ -165,7 +170,8 @@ def test_the_usage_floor_holds_every_unit_in_its_band():
     unit of a collapsed RIM is active in less than 5% or more than 95% of steps; packed
     members keep and unpack their own biases; off, no buffer is added."""
     from rim_rllib import RIM, pack, set_dense_fraction_
-    kwargs = dict(input_dropout=0.0, comm_dropout=0.0)
+    # The community's ranking: this fresh RIM is collapsed under it, not under the paper's.
+    kwargs = dict(input_dropout=0.0, comm_dropout=0.0, rank_by="score")
     torch.manual_seed(0)
     rim = RIM(2, 8, 4, 1, usage_floor=0.1, usage_floor_step=0.1, **kwargs)
     x = torch.randn(1, 16, 2).expand(30, 16, 2).contiguous()  # one input: collapse-prone
@@ -212,7 +218,8 @@ def test_fatigue_makes_a_small_k_take_turns():
     starts rested unless it is given the tiredness to carry on from; a pack's members
     are their standalone models."""
     from rim_rllib import RIM, pack
-    kwargs = dict(input_dropout=0.0, comm_dropout=0.0)
+    # The community's ranking: this fresh RIM is collapsed under it, not under the paper's.
+    kwargs = dict(input_dropout=0.0, comm_dropout=0.0, rank_by="score")
     torch.manual_seed(0)
     x = torch.randn(1, 5, 2).expand(24, 5, 2).contiguous()  # one input: collapse-prone
     plain = RIM(2, 8, 4, 1, **kwargs)

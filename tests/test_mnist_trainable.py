@@ -1,3 +1,4 @@
+import json
 import math
 from pathlib import Path
 
@@ -252,3 +253,34 @@ def test_a_checkpoint_from_a_gpu_trial_continues_on_cpu(mnist_dir, tmp_path):
     restored.restore(checkpoint)
     resumed = restored.train()
     assert resumed["epoch"] == 2 and resumed["train_loss"] == expected["train_loss"]
+
+
+@pytest.mark.parametrize("model", ["rim", "lstm"])
+def test_onehot_input_encoding_feeds_each_pixel_as_two_features(mnist_dir, tmp_path, model):
+    """input_encoding="onehot": a black pixel is (1, 0), no longer the RIM's null input
+    (0); the RIM and the LSTM read the same two features; a checkpoint evaluates with the
+    trial's encoding."""
+    from rim_rllib.tune.evaluate_mnist import accuracy_table, load_trial
+    from rim_rllib.tune.mnist import encode_pixels
+    pixels = torch.tensor([[0, 1, 1, 0]], dtype=torch.uint8)
+    assert encode_pixels(pixels, "raw").tolist() == [[[0.0], [1.0], [1.0], [0.0]]]
+    assert encode_pixels(pixels, "onehot").tolist() == [[[1.0, 0.0], [0.0, 1.0],
+                                                         [0.0, 1.0], [1.0, 0.0]]]
+    trainable = MnistTrainable(config=config(mnist_dir, model=model,
+                                             input_encoding="onehot"))
+    memory = trainable.model.memory
+    assert (memory.input_size if model == "rim" else memory.weight_ih_l0.shape[-1]) == 2
+    result = trainable.train()
+    assert 0.0 <= result["accuracy"] <= 1.0
+    checkpoint = tmp_path / "trial" / "checkpoint_000001"
+    checkpoint.mkdir(parents=True)
+    trainable.save_checkpoint(str(checkpoint))
+    (tmp_path / "trial" / "params.json").write_text(
+        json.dumps(config(mnist_dir, model=model, input_encoding="onehot")))
+    loaded, cfg, members = load_trial(checkpoint)
+    table = accuracy_table(loaded, cfg, members, [7])
+    assert table["7*"].iloc[0] == pytest.approx(100 * result["accuracy"], abs=0.01)
+    trainable.stop()
+    with pytest.raises(ValueError, match=r"config\['input_encoding'\] must be one of "
+                                         r"\['raw', 'onehot'\].*got 'embedding'"):
+        resolve_config(config(mnist_dir, input_encoding="embedding"))

@@ -1,6 +1,7 @@
 """What the plots draw: intervals inside the metric's range, no interval for one seed."""
 
 import numpy as np
+import pytest
 import pandas as pd
 
 from analysis.plots import _clipped, _title, plot_learning_curves, plot_transfer
@@ -41,3 +42,15 @@ def test_plots_draw_from_hand_made_results(tmp_path):
     plot_learning_curves(df, tmp_path / "curves.png")
     assert (tmp_path / "transfer.png").stat().st_size > 5000
     assert (tmp_path / "curves.png").stat().st_size > 5000
+
+
+def test_improvement_plot_draws_the_verdicts(tmp_path):
+    from analysis.plots import plot_improvement
+    df = results({("rim", 4): [0.99, 0.9, 0.95], ("lstm", None): [0.6, 0.5, 0.55]})
+    df.loc[df["model"] == "lstm", "cell"] = None
+    plot_improvement(df, tmp_path / "improvement.png")
+    assert (tmp_path / "improvement.png").stat().st_size > 5000
+    lonely = results({("rim", 4): [0.99, 0.9], ("lstm", None): [0.6]})
+    lonely.loc[lonely["model"] == "lstm", "cell"] = None
+    with pytest.raises(ValueError, match="2 seeds"):
+        plot_improvement(lonely, tmp_path / "none.png")
