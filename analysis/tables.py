@@ -118,24 +118,10 @@ def build_table(results: pd.DataFrame, metric: str | None = None, by=(),
     summary = pd.concat([summary[summary["metric"] == metric], collapse], ignore_index=True)
     scale = summary["metric"].map(display_scale)
     mean, ci = summary["mean"] * scale, summary["ci95"] * scale
-    summary["cell_text"] = [f"{m:.2f}" if np.isnan(c) else f"{m:.2f} ± {c:.2f}"
-                            for m, c in zip(mean, ci)]
-    trained = set(summary["train_on"])
-    summary["column"] = [f"{e}*" if e in trained else e for e in summary["eval_on"]]
-    extra = [c for c in COLLAPSE_COLUMNS.values() if c in set(summary["column"])]
-    # The LSTM baseline has no cell type or Ka: give it keys that pivot and sort last.
-    summary["cell"] = summary["cell"].fillna("–")
-    summary["Ka"] = summary["Ka"].fillna(-1).astype(int)
-    table = summary.pivot_table(index=KEYS + list(by), columns="column", values="cell_text",
-                                aggfunc="first")
-    columns = sorted((c for c in table.columns if c not in extra),
-                     key=lambda c: (not c.endswith("*"), eval_order(c.rstrip("*")))) + extra
-    table = table[columns].reset_index()
-    table = table.sort_values(["model", "Kt", "Ka", *by],
-                              ascending=[False, True, False] + [True] * len(by))
-    table["Ka"] = table["Ka"].map(lambda k: "–" if k < 0 else str(k))
-    table.columns.name = None
-    return table.fillna("–").reset_index(drop=True)
+    summary["text"] = [f"{m:.2f}" if np.isnan(c) else f"{m:.2f} ± {c:.2f}"
+                       for m, c in zip(mean, ci)]
+    extra = [c for c in COLLAPSE_COLUMNS.values() if c in set(summary["eval_on"])]
+    return _wide(summary, by, extra)
 
 
 def _seed_scores(final: pd.DataFrame, metric: str, by=()) -> dict:
@@ -225,19 +211,21 @@ def _interval_text(estimate: float, low: float, high: float, n: int, scale: floa
             f"{high * scale:.{digits}f}]")
 
 
-def _wide(long: pd.DataFrame, by=()) -> pd.DataFrame:
-    """``long`` rows with a ``text`` column as a table: one row per model row, one column
-    per evaluation (the training one first, starred), ordered as :func:`build_table`."""
+def _wide(long: pd.DataFrame, by=(), extra=()) -> pd.DataFrame:
+    """``long`` rows with a ``text`` column as a table: one row per model (RIMs by Kt and
+    Ka down, the LSTM last), one column per evaluation (the training one first, starred,
+    then in natural order), then the ``extra`` columns (``eval_on`` labels)."""
     long = long.copy()
     long["column"] = [f"{e}*" if e == t else e for e, t in zip(long["eval_on"],
                                                                 long["train_on"])]
+    # The LSTM baseline has no cell type or Ka: give it keys that pivot and sort last.
     long["cell"] = long["cell"].fillna("–")
     long["Ka"] = long["Ka"].fillna(-1).astype(int)
     table = long.pivot_table(index=KEYS + list(by), columns="column", values="text",
                              aggfunc="first")
-    columns = sorted(table.columns, key=lambda c: (not c.endswith("*"),
-                                                   eval_order(c.rstrip("*"))))
-    table = table[columns].reset_index()
+    columns = sorted((c for c in table.columns if c not in extra),
+                     key=lambda c: (not c.endswith("*"), eval_order(c.rstrip("*"))))
+    table = table[columns + [c for c in extra if c in table.columns]].reset_index()
     table = table.sort_values(["model", "Kt", "Ka", *by],
                               ascending=[False, True, False] + [True] * len(by))
     table["Ka"] = table["Ka"].map(lambda k: "–" if k < 0 else str(k))

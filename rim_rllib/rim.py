@@ -148,8 +148,8 @@ def rim_step(h: Tensor, c: Tensor | None, keys_t: Tensor, x_t: Tensor,
 
     ``h``, ``c``: :math:`(M K_t, B, H)` (``c`` is ``None`` for GRU units); ``keys_t``
     :math:`(M, 1, B, n_h d_k)`, the step's pre-scaled input keys (minus the null row's,
-    the bias, with ``by_null``); ``x_t`` :math:`(M|1, 1,
-    B, D)`; ``keep_t``, ``comm_keep_t``: the step's dropout factors or ``None``;
+    the bias, with ``by_null``); ``x_t`` :math:`(M|1, 1, B, D)`; ``keep_t``,
+    ``comm_keep_t``: the step's dropout factors or ``None``;
     ``jitter_t`` :math:`(M, K_t, B)`: added to the ranked scores (:func:`rank_scores`)
     for the ranking only (score noise and dropout, fatigue; see :class:`RIMCell`), or
     ``None``; ``sizes``: ``(M, K_t, B, G, comm heads, comm split, is_lstm, balance, cosine,
@@ -557,11 +557,11 @@ class RIMCell(RIMScan):
 
     At each step the input ``x`` and a null (all-zero) input are read through an input
     attention in which every unit queries with its own previous state; the ``k`` units
-    that pay the least attention to the null input are active (the paper's rule). Every unit runs its own LSTM or GRU on
-    what it read (inactive units read zeros); active units then read all units' new states
-    through a multi-head communication attention with a residual connection and take the
-    result; inactive units keep their previous state exactly and pass no gradient back
-    through their new state.
+    that pay the least attention to the null input are active (the paper's rule). Every
+    unit runs its own LSTM or GRU on what it read (inactive units read zeros); active
+    units then read all units' new states through a multi-head communication attention
+    with a residual connection and take the result; inactive units keep their previous
+    state exactly and pass no gradient back through their new state.
 
     Args:
         input_size: features of the input, :math:`D`.

@@ -211,7 +211,9 @@ def test_balance_loss_weight_trains_the_rims_with_it(mnist_dir):
     zero = MnistTrainable(config=config(mnist_dir, balance_loss=0.0)).train()
     on = MnistTrainable(config=config(mnist_dir, balance_loss=1.0)).train()
     assert zero["train_loss"] == default["train_loss"] and "train_balance_loss" not in zero
-    assert 1.0 <= on["train_balance_loss"] <= 4.0
+    # About 1 unless usage follows the softmax shares (up to Kt=4 when one unit takes all);
+    # it dips under 1 where they disagree, as at the zero pixels' ties of the paper's rule.
+    assert 0.9 <= on["train_balance_loss"] <= 4.0
     assert on["train_loss"] != default["train_loss"]
     with pytest.raises(ValueError, match=r"config\['balance_loss'\] must be a weight >= 0"):
         resolve_config({"balance_loss": -1})
