@@ -112,3 +112,34 @@ def test_minigrid_tables_carry_the_iqm_and_write_their_numbers(tmp_path):
     assert written["p_improvement"].tolist() == pytest.approx(
         numbers["verdicts"]["p_improvement"].tolist())
     assert (tmp_path / "iqm.csv").is_file()
+
+
+def test_a_results_page_states_the_run_and_shows_its_tables_and_figures(tmp_path):
+    import pyarrow as pa
+
+    from analysis.report import main as report_main
+    from rim_rllib.tune.results import SCHEMA, write_parquet_atomic
+    data = results({("rim", 6, 4): [0.8, 0.9, 0.85], ("lstm", 6, None): [0.5, 0.6, 0.55]})
+    data = data.assign(study="s", trial_id=data["model"], member=data["seed"], task="mnist",
+                       hidden_size=8, iteration=1, budget=1.0, budget_unit="epoch",
+                       wall_time_s=1.0, status="TERMINATED", config_json="{}",
+                       schema_version=2)
+    study = tmp_path / "study"
+    study.mkdir()
+    write_parquet_atomic(pa.Table.from_pandas(data[SCHEMA.names], schema=SCHEMA,
+                                              preserve_index=False),
+                         study / "results.parquet")
+    (study / "experiment_state-2026-12-01_10-00-00.json").write_text("{}")
+    page = tmp_path / "docs" / "mnist.md"
+    assert report_main([str(study), "--out", str(page), "--title", "MNIST",
+                        "--command", "python studies/ka_sweep.py --seeds 0 1 2",
+                        "--commit", "abc1234"]) == 0
+    text = page.read_text()
+    for expected in ("# MNIST", "`python studies/ka_sweep.py --seeds 0 1 2`", "`abc1234`",
+                     "| started | 2026-12-01 10:00 UTC |", "**P(RIM > LSTM)**",
+                     "1.00 [1.00, 1.00]", "![improvement](mnist/improvement.png)"):
+        assert expected in text, expected
+    assert {p.name for p in (tmp_path / "docs" / "mnist").iterdir()} == {
+        "improvement.png", "transfer.png", "learning_curves.png"}
+    assert report_main([str(tmp_path), "--out", str(page), "--title", "x", "--command", "c",
+                        "--commit", "c"]) == 2  # not a study directory

@@ -1,0 +1,111 @@
+"""A results page (Markdown) from a finished study: what was run, where and for how long,
+its tables with the verdicts, and its figures.
+
+    python -m analysis.report results/mnist-seeds10 --out docs/results/mnist.md \\
+        --title "Sequential MNIST, ten seeds" --commit 1a2b3c4 \\
+        --command "python studies/ka_sweep.py --seeds 0 1 2 3 4 5 6 7 8 9 --name mnist-seeds10"
+
+The page states the command, the commit, the date the study started, its wall time (from
+Tune's experiment state file to the results file), the machine, then every table of
+:func:`analysis.tables.study_tables` and the three figures of :mod:`analysis.plots`, drawn
+into a folder beside the page (``<page stem>/``). Regenerating a page is running this
+again on the same study directory.
+"""
+
+import argparse
+import os
+import platform
+import re
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from analysis.plots import plot_improvement, plot_learning_curves, plot_transfer
+from analysis.tables import study_tables, summarise
+from rim_rllib.atomic import atomic_write
+from rim_rllib.tune.results import read_results
+
+RESULTS_FILE = "results.parquet"
+
+
+def study_times(study: Path) -> tuple[datetime, float]:
+    """When ``study`` started (the earliest of Tune's ``experiment_state-<time>.json``
+    names, UTC) and its wall seconds until its results file was last written (a resumed
+    study counts the pause)."""
+    stamps = [re.search(r"experiment_state-(.+)\.json$", p.name).group(1)
+              for p in study.glob("experiment_state-*.json")]
+    if not stamps:
+        raise FileNotFoundError(f"{study} holds no Tune experiment_state-*.json: not a "
+                                f"study directory")
+    start = min(datetime.strptime(s, "%Y-%m-%d_%H-%M-%S") for s in stamps)
+    start = start.astimezone(timezone.utc)
+    end = datetime.fromtimestamp((study / RESULTS_FILE).stat().st_mtime, timezone.utc)
+    return start, (end - start).total_seconds()
+
+
+def machine() -> str:
+    """This machine in words: processor, logical CPUs, OS."""
+    processor = platform.processor() or platform.machine()
+    model = next((line.split(":", 1)[1].strip() for line in
+                  Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), processor) if Path(
+        "/proc/cpuinfo").exists() else processor
+    return f"{model}, {os.cpu_count()} logical CPUs, {platform.system()}, no GPU used"
+
+
+def render(study: Path, title: str, command: str, commit: str, figures: Path,
+           hardware: str | None = None) -> str:
+    """The page's Markdown; draws the figures into ``figures``."""
+    results = read_results(str(study / RESULTS_FILE))
+    start, seconds = study_times(study)
+    summary = summarise(results)
+    tables, _ = study_tables(results, summary=summary)
+    figures.mkdir(parents=True, exist_ok=True)
+    plot_transfer(results, figures / "transfer.png")
+    plot_learning_curves(results, figures / "learning_curves.png")
+    drawn = ["transfer", "learning_curves"]
+    try:
+        plot_improvement(results, figures / "improvement.png")
+        drawn.insert(0, "improvement")
+    except ValueError:  # fewer than 2 seeds a side: no verdicts to draw
+        pass
+    lines = [f"# {title}", "",
+             "| | |", "|---|---|",
+             f"| command | `{command}` |",
+             f"| commit | `{commit}` |",
+             f"| started | {start:%Y-%m-%d %H:%M} UTC |",
+             f"| wall time | {seconds / 60:.0f} min |",
+             f"| machine | {hardware or machine()} |",
+             f"| study | `{results['study'].iloc[0]}`, {results['trial_id'].nunique()} "
+             f"trials, {results.groupby(['trial_id', 'member']).ngroups} models |", ""]
+    for name, table in tables.items():
+        lines += [f"**{name}**", "", table.to_markdown(index=False, disable_numparse=True),
+                  ""]
+    lines += [f"![{name}]({figures.name}/{name}.png)" for name in drawn]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("study", type=Path, help="a finished study's directory")
+    parser.add_argument("--out", type=Path, required=True, help="the page (.md)")
+    parser.add_argument("--title", required=True)
+    parser.add_argument("--command", required=True, help="the command that ran the study")
+    parser.add_argument("--commit", required=True, help="the commit it ran at")
+    parser.add_argument("--hardware", default=None,
+                        help="the machine it ran on (default: this one)")
+    args = parser.parse_args(argv)
+    try:
+        page = render(args.study, args.title, args.command, args.commit,
+                      args.out.parent / args.out.stem, args.hardware)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"analysis.report: {err}", file=sys.stderr)
+        return 2
+    atomic_write(args.out, lambda tmp: Path(tmp).write_text(page))
+    print(f"wrote {args.out} and its figures in {args.out.parent / args.out.stem}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
