@@ -1,5 +1,8 @@
 """Sequential MNIST as a Ray Tune trainable: train at one image size, test at several.
 
+``input_encoding`` says how the binarised pixel enters the models (:func:`encode_pixels`):
+``"raw"``, one feature (a black pixel is then the RIM's null input), or ``"onehot"``, two.
+
 The training loop, packing, lr schedule, compilation and checkpoints are
 :class:`rim_rllib.tune.sequence.SequenceTrainable`'s. With ``train_subset``, the subset of
 training images is drawn once per trial, from its first member's seed: a pack's members

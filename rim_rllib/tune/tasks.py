@@ -32,10 +32,15 @@ MNIST_PRESETS = {
     # score) spreads a small Ka's sequence over its units: Ka=1 38.3 -> 51.6% (seeds 0-2;
     # 50.9% on seeds 3-5), Ka 2-5 up 1-10 points; fatigue 0.5 / 2 / 4 gave Ka=1 49.2 /
     # 47.3 / 46.7%, decay 0.7 / 0.97 43.9 / 47.1%, annealing over 50% / none 50.3 / 47.9%.
+    # The paper's unit selection (rank_by) and pixels one-hot (input_encoding): under the
+    # paper's rule, one-hot against raw pixels gave Ka 6..1 76.4 / 74.6 / 73.2 / 68.6 /
+    # 62.5 / 48.2% against 72.2 / 71.6 / 70.0 / 66.6 / 59.3 / 48.9% at 14x14 and the LSTM
+    # 68.0 against 65.7% (seeds 0-2; docs/notebook/2026-12-01-rank-rule-and-encoding.md).
     "cpu": dict(base_config=dict(MNIST_SIZES["cpu"], input_dropout=0.0, comm_dropout=0.0,
                                  lr=5e-3, lr_schedule="cosine", warmup=0.05,
                                  batch_size=16, init="chrono", compile=True, k_anneal=0.8,
                                  fatigue=1.0, rank_by="null_attention",
+                                 input_encoding="onehot",
                                  train_size=14, eval_sizes=MNIST_EVAL_SIZES,
                                  train_subset=6000, eval_subset=1000, eval_batch_size=50,
                                  transfer_eval_every=3),
@@ -47,7 +52,7 @@ MNIST_PRESETS = {
     # ~4.5 GPU-hours instead of ~175; benchmarks/gpu_step.py). Then the LSTMs, one trial.
     "paper": dict(base_config=dict(MNIST_SIZES["paper"], lr=1e-3, batch_size=64,
                                    compile=True, train_size=14, eval_sizes=MNIST_EVAL_SIZES,
-                                   rank_by="null_attention"),
+                                   rank_by="null_attention", input_encoding="onehot"),
                   seeds=[0, 1, 2], iterations=100, pack="sweep", gpus_per_trial=1),
 }
 
