@@ -59,13 +59,13 @@ def render(study: Path, title: str, command: str, commit: str, figures: Path,
     results = read_results(str(study / RESULTS_FILE))
     start, seconds = study_times(study)
     summary = summarise(results)
-    tables, _ = study_tables(results, summary=summary)
+    tables, numbers = study_tables(results, summary=summary)
     figures.mkdir(parents=True, exist_ok=True)
     plot_transfer(results, figures / "transfer.png")
     plot_learning_curves(results, figures / "learning_curves.png")
     drawn = ["transfer", "learning_curves"]
     try:
-        plot_improvement(results, figures / "improvement.png")
+        plot_improvement(results, figures / "improvement.png", numbers["verdicts"])
         drawn.insert(0, "improvement")
     except ValueError:  # fewer than 2 seeds a side: no verdicts to draw
         pass

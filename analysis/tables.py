@@ -134,11 +134,15 @@ def _seed_scores(final: pd.DataFrame, metric: str, by=()) -> dict:
             per_seed.groupby(level=list(range(len(KEYS) + len(by) + 1)), dropna=False)}
 
 
-def _final_rows(results: pd.DataFrame, by=()) -> pd.DataFrame:
+def _final_rows(results: pd.DataFrame, metric: str | None, by=()
+                ) -> tuple[pd.DataFrame, str, dict]:
+    """The finished rows (with the ``by`` config keys), the metric (:func:`pick_metric`)
+    and each evaluation's training key."""
     final = results[results["final"] & results["value"].notna()]
     if final.empty:
         raise ValueError("no finished results to tabulate (no row with final=True and a value)")
-    return with_config_keys(final, by)
+    return (with_config_keys(final, by), pick_metric(final, metric),
+            dict(zip(final["eval_on"], final["train_on"])))
 
 
 def verdicts(results: pd.DataFrame, metric: str | None = None, by=(),
@@ -152,14 +156,9 @@ def verdicts(results: pd.DataFrame, metric: str | None = None, by=(),
     RIM row x evaluation x baseline: the keys, ``eval_on``, ``baseline``, ``n`` and
     ``n_baseline`` (seeds), ``p_improvement``, ``low``, ``high`` (NaN where either side has
     fewer than 2 seeds)."""
-    final = _final_rows(results, by)
-    summary_metrics = set(final["metric"])
-    metric = metric or next((m for m in TABLE_METRICS if m in summary_metrics), None)
-    if metric not in summary_metrics:
-        raise ValueError(f"no results of metric {metric!r}")
+    final, metric, train_on = _final_rows(results, metric, by)
     scores = _seed_scores(final, metric, by)
     sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
-    train_on = dict(zip(final["eval_on"], final["train_on"]))
     rows = []
     for key, values in scores.items():
         model, cell, kt, ka, *rest = key
@@ -190,9 +189,7 @@ def interquartile_means(results: pd.DataFrame, metric: str | None = None, by=(),
     """The interquartile mean over seeds of every model row x evaluation, with its 95%
     stratified-bootstrap interval (:func:`rim_rllib.stats.interquartile_mean`; NaN with
     fewer than 2 seeds): the keys, ``eval_on``, ``n``, ``iqm``, ``low``, ``high``."""
-    final = _final_rows(results, by)
-    metric = metric or next(m for m in TABLE_METRICS if m in set(final["metric"]))
-    train_on = dict(zip(final["eval_on"], final["train_on"]))
+    final, metric, train_on = _final_rows(results, metric, by)
     rows = []
     for (*keys, eval_on), values in _seed_scores(final, metric, by).items():
         estimate = (interquartile_mean(values, reps) if len(values) >= 2
