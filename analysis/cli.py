@@ -4,6 +4,7 @@ holding it) and where to write."""
 import argparse
 from pathlib import Path
 
+from rim_rllib.cli import Distinct
 from rim_rllib.tune.results import is_uri
 
 
@@ -20,7 +21,7 @@ def results_arguments(doc: str, outputs: str, argv=None,
                         help=f"directory for {outputs} (default: next to the results)")
     if metric_help:
         parser.add_argument("--metric", default=None, help=metric_help)
-        parser.add_argument("--by", nargs="+", default=[], metavar="KEY",
+        parser.add_argument("--by", nargs="+", action=Distinct, default=[], metavar="KEY",
                             help="also split rows by these trial config keys (e.g. the "
                                  "collapse cures: score_noise balance_loss)")
     args = parser.parse_args(argv)

@@ -24,6 +24,7 @@ import json
 import os
 import re
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -68,14 +69,32 @@ def with_config_keys(results: pd.DataFrame, keys) -> pd.DataFrame:
     return results
 
 
+def one_row_per_seed(final: pd.DataFrame, by=()) -> pd.DataFrame:
+    """Finished rows (with the ``by`` config keys) reduced to one per model x seed x
+    evaluation x metric, so that no seed counts twice: a study resumed after it reported,
+    or two results files concatenated, can hold a model's seed more than once. Each
+    repeat is folded into the mean of its rows, with a warning saying how many rows were
+    folded; the columns kept are the keys and ``value``."""
+    keys = KEYS + list(by) + ["train_on", "eval_on", "metric", "seed"]
+    reduced = final.groupby(keys, dropna=False, as_index=False)["value"].mean()
+    folded = len(final) - len(reduced)
+    if folded:
+        warnings.warn(f"{folded} of {len(final)} finished results rows repeat a model, seed "
+                      "and evaluation already in the results (a study that reported again "
+                      "after a resume, or merged results): each seed counts once, its value "
+                      "the mean of its rows; rows that differ in a config key belong "
+                      "apart, name it with --by", stacklevel=3)
+    return reduced
+
+
 def summarise(results: pd.DataFrame, by=()) -> pd.DataFrame:
     """Mean, 95% CI half-width and seed count per model (and config keys ``by``) x
-    evaluation, final rows only."""
+    evaluation, final rows only, each seed once (:func:`one_row_per_seed`)."""
     final = results[results["final"] & results["value"].notna()
                     & results["metric"].isin([*TABLE_METRICS, *COLLAPSE_COLUMNS])]
     if final.empty:
         raise ValueError("no finished results to tabulate (no row with final=True and a value)")
-    final = with_config_keys(final, by)
+    final = one_row_per_seed(with_config_keys(final, by), by)
     grouped = final.groupby(KEYS + list(by) + ["train_on", "eval_on", "metric"],
                             dropna=False)["value"]
     summary = grouped.agg(mean="mean", std="std", n="count").reset_index()
@@ -125,24 +144,22 @@ def build_table(results: pd.DataFrame, metric: str | None = None, by=(),
 
 
 def _seed_scores(final: pd.DataFrame, metric: str, by=()) -> dict:
-    """``{(model, cell, Kt, Ka, *by, eval_on): per-seed values}`` of one metric, a model's
-    value per seed the mean of its rows (a results file holds one per seed)."""
-    rows = final[final["metric"] == metric]
-    per_seed = rows.groupby(KEYS + list(by) + ["eval_on", "seed"], dropna=False)[
-        "value"].mean()
-    return {key: group.to_numpy() for key, group in
-            per_seed.groupby(level=list(range(len(KEYS) + len(by) + 1)), dropna=False)}
+    """``{(model, cell, Kt, Ka, *by, eval_on): per-seed values}`` of one metric from
+    :func:`one_row_per_seed` rows, in seed order."""
+    rows = final[final["metric"] == metric].sort_values("seed")
+    return {key: group["value"].to_numpy() for key, group in
+            rows.groupby(KEYS + list(by) + ["eval_on"], dropna=False)}
 
 
 def _final_rows(results: pd.DataFrame, metric: str | None, by=()
                 ) -> tuple[pd.DataFrame, str, dict]:
-    """The finished rows (with the ``by`` config keys), the metric (:func:`pick_metric`)
-    and each evaluation's training key."""
+    """The finished rows, each seed once (:func:`one_row_per_seed`, with the ``by`` config
+    keys), the metric (:func:`pick_metric`) and each evaluation's training key."""
     final = results[results["final"] & results["value"].notna()]
     if final.empty:
         raise ValueError("no finished results to tabulate (no row with final=True and a value)")
-    return (with_config_keys(final, by), pick_metric(final, metric),
-            dict(zip(final["eval_on"], final["train_on"])))
+    final = one_row_per_seed(with_config_keys(final, by), by)
+    return final, pick_metric(final, metric), dict(zip(final["eval_on"], final["train_on"]))
 
 
 def verdicts(results: pd.DataFrame, metric: str | None = None, by=(),

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from report import write_report
+from rim_rllib.cli import Distinct
 from rim_rllib.tune.results import read_results
 from rim_rllib.tune.study import run_study
 from rim_rllib.tune.tasks import grid_variants, task_spec
@@ -44,9 +45,9 @@ def run(name: str, args, asha: bool) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--kt", type=int, nargs="+", default=[4])
-    parser.add_argument("--cells", nargs="+", default=["lstm", "gru"])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--kt", type=int, nargs="+", action=Distinct, default=[4])
+    parser.add_argument("--cells", nargs="+", action=Distinct, default=["lstm", "gru"])
+    parser.add_argument("--seeds", type=int, nargs="+", action=Distinct, default=[0])
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--train-subset", type=int, default=2000)
     parser.add_argument("--eval-subset", type=int, default=500)

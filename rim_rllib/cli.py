@@ -3,6 +3,7 @@
 
 import argparse
 import ast
+import math
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter,
@@ -16,7 +17,7 @@ def _at_least(convert, kind: str, low):
             value = convert(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"must be {kind} >= {low}, got {text!r}") from None
-        if not value >= low:
+        if not (value >= low and math.isfinite(value)):
             raise argparse.ArgumentTypeError(f"must be {kind} >= {low}, got {text}")
         return value
     return parse
@@ -32,6 +33,23 @@ def float_at_least(low: float):
     """An argparse ``type``: a number >= ``low``; anything else is refused with a message
     naming the value."""
     return _at_least(float, "a number", low)
+
+
+class Distinct(argparse.Action):
+    """``nargs="+"`` values that define a study's grid (seeds, Ka, Kt, cells, tasks): a
+    value given twice would train the same models again and count them as independent
+    samples, so it is refused in one line naming the argument and the value."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        seen = []
+        for value in values:
+            if value in seen:
+                parser.exit(2, f"{parser.prog}: error: argument {option_string}: {value} "
+                               f"is given twice ({' '.join(map(str, values))}); each value "
+                               "is one point of the grid, and a repeat would train the same "
+                               "models again and count them as more samples\n")
+            seen.append(value)
+        setattr(namespace, self.dest, values)
 
 
 def config_override(text: str) -> tuple[str, object]:

@@ -43,8 +43,9 @@ def _check_cell(cell) -> None:
 
 
 def _is_number(value) -> bool:
-    """An int or float, not a bool (which Python counts as an int)."""
-    return not isinstance(value, bool) and isinstance(value, (int, float))
+    """A finite int or float, not a bool (which Python counts as an int)."""
+    return (not isinstance(value, bool) and isinstance(value, (int, float))
+            and math.isfinite(value))
 
 
 def _check_bool(name: str, value) -> None:
@@ -700,7 +701,7 @@ class RIMCell(RIMScan):
         _check_bool("balance_loss", balance_loss)
         self.balance_loss = balance_loss
         if not _is_number(score_noise) or score_noise < 0:
-            raise ValueError(f"score_noise must be a scale >= 0, got {score_noise!r}")
+            raise ValueError(f"score_noise must be a finite scale >= 0, got {score_noise!r}")
         if score_noise_type not in SCORE_NOISE_TYPES:
             raise ValueError(f"score_noise_type must be one of {list(SCORE_NOISE_TYPES)}, "
                              f"got {score_noise_type!r}")
@@ -716,11 +717,11 @@ class RIMCell(RIMScan):
             raise ValueError(f"usage_floor must be a rate in [0, k/num_units={k}/{num_units}) "
                              f"(every unit can reach it), got {usage_floor!r}")
         if not _is_number(usage_floor_step) or usage_floor_step <= 0:
-            raise ValueError(f"usage_floor_step must be a number > 0, got {usage_floor_step!r}")
+            raise ValueError(f"usage_floor_step must be a finite number > 0, got {usage_floor_step!r}")
         self.usage_floor = float(usage_floor)
         self.usage_floor_step = float(usage_floor_step)
         if not _is_number(fatigue) or fatigue < 0:
-            raise ValueError(f"fatigue must be a number >= 0, got {fatigue!r}")
+            raise ValueError(f"fatigue must be a finite number >= 0, got {fatigue!r}")
         if not _is_number(fatigue_decay) or not 0 <= fatigue_decay < 1:
             raise ValueError(f"fatigue_decay must be a number in [0, 1), got {fatigue_decay!r}")
         self.fatigue = float(fatigue)

@@ -25,7 +25,7 @@ fatigue (the MNIST ``cpu`` preset's default).
 
 import sys
 
-from rim_rllib.cli import float_at_least
+from rim_rllib.cli import Distinct, float_at_least
 from rim_rllib.tune.tasks import DEFAULT_KT, SEQUENCE_TASKS, task_spec
 from study_cli import run_and_tabulate, sweep_parser
 
@@ -72,7 +72,7 @@ def cure_variants(task: str, ks, cures, fatigue: float = 1.0) -> list[dict]:
 
 def main(argv=None) -> int:
     parser = sweep_parser(__doc__)
-    parser.add_argument("--cures", nargs="+", choices=list(CURES), default=None,
+    parser.add_argument("--cures", nargs="+", choices=list(CURES), action=Distinct, default=None,
                         help="default: every cure")
     parser.add_argument("--fatigue", type=float_at_least(0.0), default=1.0,
                         help="the fatigue cures' strength (RIM fatigue=; default 1)")

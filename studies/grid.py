@@ -14,7 +14,7 @@ resources allow (``--max-concurrent`` caps it).
 import argparse
 import sys
 
-from rim_rllib.cli import int_at_least
+from rim_rllib.cli import Distinct, int_at_least
 from rim_rllib.tune.study import add_study_arguments
 from rim_rllib.tune.tasks import PRESETS, TASKS, grid_variants, task_spec
 from study_cli import MATCHED_LSTM_HELP, run_and_tabulate
@@ -25,8 +25,10 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=TASKS, default="mnist")
     parser.add_argument("--preset", choices=PRESETS, default="cpu")
-    parser.add_argument("--kt", type=int_at_least(1), nargs="+", default=[4, 6, 8], help="Kt values")
-    parser.add_argument("--cells", nargs="+", choices=["lstm", "gru"], default=["lstm", "gru"])
+    parser.add_argument("--kt", type=int_at_least(1), nargs="+", action=Distinct,
+                        default=[4, 6, 8], help="Kt values")
+    parser.add_argument("--cells", nargs="+", choices=["lstm", "gru"], action=Distinct,
+                        default=["lstm", "gru"])
     parser.add_argument("--no-asha", dest="grid_asha", action="store_false",
                         help="run every trial to the end")
     parser.add_argument("--matched-lstm", action="store_true", help=MATCHED_LSTM_HELP)

@@ -10,6 +10,7 @@ evaluated without training on the others.
 import argparse
 import sys
 
+from rim_rllib.cli import Distinct
 from rim_rllib.tune.study import add_study_arguments
 from rim_rllib.tune.tasks import MINIGRID_TASKS, PRESETS, study_spec
 from study_cli import run_and_tabulate
@@ -20,7 +21,7 @@ REFERENCE_KA = (3, 2)
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks", nargs="+", choices=list(MINIGRID_TASKS),
+    parser.add_argument("--tasks", nargs="+", choices=list(MINIGRID_TASKS), action=Distinct,
                         default=list(MINIGRID_TASKS))
     parser.add_argument("--preset", choices=PRESETS, default="cpu")
     add_study_arguments(parser)

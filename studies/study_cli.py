@@ -6,7 +6,7 @@ from typing import Callable
 
 from analysis.tables import study_tables, summarise, write_table
 from rim_rllib.tune.results import read_results
-from rim_rllib.cli import int_at_least
+from rim_rllib.cli import Distinct, int_at_least
 from rim_rllib.tune.study import (StudySpec, add_study_arguments, execute_study,
                                   exit_on_input_error, local_output_dir)
 from rim_rllib.tune.tasks import (PRESETS, TASKS, estimate_seconds, with_overrides,
@@ -24,7 +24,7 @@ def sweep_parser(doc: str) -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=TASKS, default="mnist")
     parser.add_argument("--preset", choices=PRESETS, default="cpu")
-    parser.add_argument("--ka", type=int_at_least(1), nargs="+", default=None,
+    parser.add_argument("--ka", type=int_at_least(1), nargs="+", action=Distinct, default=None,
                         help="the Ka values (default: 1..Kt)")
     parser.add_argument("--data-dir", default=None,
                         help="MNIST IDX files (default: $RIM_DATA_DIR, then the user cache, "

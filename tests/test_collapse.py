@@ -207,7 +207,7 @@ def test_the_usage_floor_holds_every_unit_in_its_band():
     with pytest.raises(ValueError, match=r"usage_floor must be a rate in \[0, "
                        r"k/num_units=1/4\) \(every unit can reach it\), got 0.25"):
         RIM(2, 8, 4, 1, usage_floor=0.25)
-    with pytest.raises(ValueError, match="usage_floor_step must be a number > 0, got 0"):
+    with pytest.raises(ValueError, match="usage_floor_step must be a finite number > 0, got 0"):
         RIM(2, 8, 4, 1, usage_floor=0.1, usage_floor_step=0)
 
 
@@ -249,7 +249,7 @@ def test_fatigue_makes_a_small_k_take_turns():
                                               tiredness=torch.zeros(1, 5, 4))
         assert torch.equal(mask[i], mask_m) and torch.equal(t_n[i], t_m)
         torch.testing.assert_close(out[i], out_m)
-    with pytest.raises(ValueError, match="fatigue must be a number >= 0, got -1"):
+    with pytest.raises(ValueError, match="fatigue must be a finite number >= 0, got -1"):
         RIM(2, 8, 4, 1, fatigue=-1)
     with pytest.raises(ValueError, match=r"fatigue_decay must be a number in \[0, 1\), "
                        r"got 1"):
@@ -311,8 +311,12 @@ def test_usage_statistics_count_only_the_valid_steps():
 
 def test_bad_selection_cures_are_named():
     from rim_rllib import RIM
-    with pytest.raises(ValueError, match="score_noise must be a scale >= 0, got -1"):
+    with pytest.raises(ValueError, match="score_noise must be a finite scale >= 0, got -1"):
         RIM(3, 8, 5, 2, score_noise=-1)
+    for name, value in (("score_noise", float("nan")), ("fatigue", float("inf")),
+                        ("score_dropout", float("nan")), ("input_dropout", float("nan"))):
+        with pytest.raises(ValueError, match=rf"{name} must be .*, got {value}"):
+            RIM(3, 8, 5, 2, **{name: value})
     with pytest.raises(ValueError, match=r"score_noise_type must be one of \['gaussian', "
                        r"'gumbel'\], got 'normal'"):
         RIM(3, 8, 5, 2, score_noise_type="normal")

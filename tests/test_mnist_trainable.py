@@ -128,7 +128,8 @@ def test_bad_config_keys_are_named():
     with pytest.raises(ValueError, match=r"config\['seed'\] must be an int >= 0 or a "
                        r"non-empty list of them, got \[0, -1\]"):
         resolve_config({"seed": [0, -1]})
-    with pytest.raises(ValueError, match=r"config\['grad_clip'\] must be a positive number"):
+    with pytest.raises(ValueError, match=r"config\['grad_clip'\] must be a positive finite "
+                       r"number or None, got -1"):
         resolve_config({"grad_clip": -1})
     with pytest.raises(ValueError, match=r"config\['lr_schedule'\] must be one of "
                        r"\['constant', 'cosine'\], got 'cosin'"):
@@ -215,7 +216,8 @@ def test_balance_loss_weight_trains_the_rims_with_it(mnist_dir):
     # it dips under 1 where they disagree, as at the zero pixels' ties of the paper's rule.
     assert 0.9 <= on["train_balance_loss"] <= 4.0
     assert on["train_loss"] != default["train_loss"]
-    with pytest.raises(ValueError, match=r"config\['balance_loss'\] must be a weight >= 0"):
+    with pytest.raises(ValueError, match=r"config\['balance_loss'\] must be a finite number "
+                       r">= 0, got -1"):
         resolve_config({"balance_loss": -1})
 
 

@@ -22,6 +22,7 @@ runners as its own CPUs allow (:func:`rim_rllib.rl.ppo.default_env_runners`).
 """
 
 import json
+import logging
 import tempfile
 import time
 from contextlib import contextmanager
@@ -33,6 +34,7 @@ import torch
 from ray import tune
 from ray.tune.trainable import trainable as tune_trainable
 
+from rim_rllib.actor_critic import MiniGridActorCritic
 from rim_rllib.rl.envs import check_env_id
 from rim_rllib.rl.evaluate import evaluate
 from rim_rllib.rl.ppo import (REFERENCE, STACKS, default_env_runners, ppo_config,
@@ -40,7 +42,8 @@ from rim_rllib.rl.ppo import (REFERENCE, STACKS, default_env_runners, ppo_config
 from rim_rllib.collapse import COLLAPSE_METRICS, collapse_metrics
 from rim_rllib.tune.activations import count_activations, write_activations
 from rim_rllib.rim import RANK_RULES
-from rim_rllib.tune.config import check_k_anneal, check_rank_by, flat_config
+from rim_rllib.tune.config import (check_k_anneal, check_numbers, check_rank_by,
+                                   config_error, flat_config)
 
 DEFAULTS = dict(
     env="MiniGrid-Empty-5x5-v0", eval_envs=("MiniGrid-Empty-16x16-v0",), frames=80_000,
@@ -49,6 +52,11 @@ DEFAULTS = dict(
     checkpoint_every=10, k_anneal=0.0, rank_by=None,
 )
 FRAMES_FILE = "frames.json"
+#: The kinds of the numbers in ``config['ppo']`` (:data:`rim_rllib.tune.config.NUMBER_KINDS`).
+PPO_NUMBERS = {key: "positive int" for key in (
+    "num_envs", "rollout_length", "num_epochs", "minibatch_size", "max_seq_len")} | {
+    "lr": "positive", "gamma": "fraction", "lambda_": "fraction", "clip_param": "positive",
+    "entropy_coeff": "weight", "vf_loss_coeff": "weight", "grad_clip": "positive"}
 
 
 def resolve_config(config: dict) -> dict:
@@ -67,6 +75,9 @@ def resolve_config(config: dict) -> dict:
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
         raise ValueError(f"config['checkpoint_every'] must be a positive int (PPO iterations "
                          f"between checkpoints; the last one is always saved), got {every!r}")
+    check_numbers(cfg, {key: "positive int" for key in (
+        "frames", "eval_episodes", "num_units", "hidden_size", "k", "threads")}
+        | {"seed": "int >= 0", "num_env_runners": "int >= 0"}, optional=("num_env_runners",))
     check_k_anneal(cfg["k_anneal"], "frames")
     # rank_by: the top-level key, or the rim dict's, or the paper's rule; not both apart.
     in_rim = (cfg["rim"] or {}).get("rank_by")
@@ -78,6 +89,44 @@ def resolve_config(config: dict) -> dict:
     if set(cfg["ppo"] or {}) - set(REFERENCE):
         raise ValueError(f"config['ppo'] keys must be among {sorted(REFERENCE)}, "
                          f"got {sorted(cfg['ppo'])}")
+    check_numbers(cfg["ppo"] or {}, PPO_NUMBERS, optional=("grad_clip",),
+                  where="config['ppo']")
+    return cfg
+
+
+def agent_config(cfg: dict) -> dict:
+    """The agent's keys (:class:`rim_rllib.actor_critic.MiniGridActorCritic`) of a
+    resolved config."""
+    return dict(memory=cfg["memory"], num_units=cfg["num_units"],
+                hidden_size=cfg["hidden_size"], k=cfg["k"], cell=cfg["cell"],
+                **({"rank_by": cfg["rank_by"]} if cfg["memory"] == "rim" else {}),
+                **{key: value for key, value in (cfg["rim"] or {}).items()
+                   if key != "rank_by"})
+
+
+def check_config(config: dict) -> dict:
+    """:func:`resolve_config`, and then what the config asks of the agent and of PPO
+    checked by their own code: the agent built on the meta device (no memory), RLlib's
+    validation of the PPO config. What the study runner calls before Ray starts, so that
+    no trial fails on its config after it."""
+    cfg = resolve_config(config)
+    try:
+        with torch.device("meta"):
+            # MiniGrid's seven actions; the count changes nothing that is checked
+            MiniGridActorCritic(num_actions=7, **agent_config(cfg))
+        config = ppo_config(cfg["env"], agent_config(cfg), stack=cfg["stack"],
+                            num_env_runners=cfg["num_env_runners"] or 0, seed=cfg["seed"],
+                            **(cfg["ppo"] or {}))
+        # validate() warns that PPO runs on the new stack, each time: the trial says it
+        rllib_config_log = logging.getLogger("ray.rllib.algorithms.algorithm_config")
+        level = rllib_config_log.level
+        rllib_config_log.setLevel(logging.ERROR)
+        try:
+            config.validate()
+        finally:
+            rllib_config_log.setLevel(level)
+    except (ValueError, TypeError) as err:
+        raise config_error(err, cfg, nested="rim") from None
     return cfg
 
 
@@ -127,11 +176,7 @@ def train_minigrid(config: dict) -> None:
     cfg = resolve_config(config)
     torch.set_num_threads(cfg["threads"])
     torch.manual_seed(cfg["seed"])
-    model = dict(memory=cfg["memory"], num_units=cfg["num_units"],
-                 hidden_size=cfg["hidden_size"], k=cfg["k"], cell=cfg["cell"],
-                 **({"rank_by": cfg["rank_by"]} if cfg["memory"] == "rim" else {}),
-                 **{key: value for key, value in (cfg["rim"] or {}).items()
-                    if key != "rank_by"})
+    model = agent_config(cfg)
     runners = cfg["num_env_runners"]
     if runners is None:  # as many as the trial's own CPUs allow, not the node's
         cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from rim_rllib.mnist_data import find_data_dir, sequential_mnist
 from rim_rllib.models import SequenceClassifier
+from rim_rllib.tune.config import check_numbers
 from rim_rllib.tune.sequence import SequenceTrainable, is_int
 
 DEFAULTS = dict(train_size=14, eval_sizes=(16, 19, 24), train_subset=None, eval_subset=None,
@@ -67,7 +68,13 @@ class MnistTrainable(SequenceTrainable):
     @classmethod
     def resolve_config(cls, config: dict) -> dict:
         cfg = super().resolve_config(config)
-        cfg["eval_sizes"] = tuple(cfg["eval_sizes"])
+        check_numbers(cfg, {"train_subset": "positive int", "eval_subset": "positive int"},
+                      optional=("train_subset", "eval_subset"))
+        sizes = cfg["eval_sizes"]
+        if not isinstance(sizes, (list, tuple)) or not all(is_int(size, 1) for size in sizes):
+            raise ValueError(f"config['eval_sizes'] must be a list of image sizes >= 1, "
+                             f"got {sizes!r}")
+        cfg["eval_sizes"] = tuple(sizes)
         if cfg["input_encoding"] not in INPUT_ENCODINGS:
             raise ValueError(f"config['input_encoding'] must be one of "
                              f"{list(INPUT_ENCODINGS)} (a binarised pixel as one feature, or "

@@ -50,8 +50,8 @@ from rim_rllib.init import chrono_init_
 from rim_rllib.packing import optimise_members_, pack
 from rim_rllib.rim import compile_steps, set_dense_fraction_
 from rim_rllib.tune.activations import count_activations, write_activations
-from rim_rllib.tune.config import (as_list, check_k_anneal, check_rank_by, flat_config,
-                                     pack_members)
+from rim_rllib.tune.config import (as_list, check_k_anneal, check_numbers, check_rank_by,
+                                   config_error, flat_config, is_number, pack_members)
 
 RIM_KWARGS = ("input_key_size", "input_value_size", "input_query_size", "num_input_heads",
               "input_dropout", "comm_key_size", "comm_value_size", "comm_query_size",
@@ -118,25 +118,17 @@ class SequenceTrainable(tune.Trainable):
             raise ValueError(f"unknown {cls.TASK} trainable config keys {sorted(unknown)}; "
                              f"expected some of {sorted(set(defaults) | set(RIM_KWARGS))}")
         cfg = defaults | config
-        for key in ("batch_size", "eval_batch_size", "num_units", "hidden_size", "threads",
-                    *cls.POSITIVE_INTS):
-            if not is_int(cfg[key], 1):
-                raise ValueError(f"config[{key!r}] must be a positive int, got {cfg[key]!r}")
+        check_numbers(cfg, {key: "positive int" for key in (
+            "batch_size", "eval_batch_size", "num_units", "hidden_size", "threads",
+            *cls.POSITIVE_INTS)} | {"lr": "positive", "grad_clip": "positive",
+                                    "balance_loss": "weight"}, optional=("grad_clip",))
         for key, low in (("k", 1), ("seed", 0)):
             if not as_list(cfg[key]) or not all(is_int(v, low) for v in as_list(cfg[key])):
                 raise ValueError(f"config[{key!r}] must be an int >= {low} or a non-empty "
                                  f"list of them, got {cfg[key]!r}")
-        if cfg["grad_clip"] is not None and not (isinstance(cfg["grad_clip"], (int, float))
-                                                 and cfg["grad_clip"] > 0):
-            raise ValueError(f"config['grad_clip'] must be a positive number (the per-model "
-                             f"gradient-norm bound) or None, got {cfg['grad_clip']!r}")
         if not isinstance(cfg["compile"], bool):
             raise ValueError(f"config['compile'] must be True or False (compile the RIM "
                              f"step with torch.compile), got {cfg['compile']!r}")
-        if (isinstance(cfg["balance_loss"], bool)
-                or not isinstance(cfg["balance_loss"], (int, float)) or cfg["balance_loss"] < 0):
-            raise ValueError(f"config['balance_loss'] must be a weight >= 0 for the RIMs' "
-                             f"load-balancing loss (0: off), got {cfg['balance_loss']!r}")
         if not isinstance(cfg["cuda_graph"], bool):
             raise ValueError(f"config['cuda_graph'] must be True or False (on CUDA, capture "
                              f"the training step as a CUDA graph), got {cfg['cuda_graph']!r}")
@@ -149,13 +141,30 @@ class SequenceTrainable(tune.Trainable):
         check_k_anneal(cfg["k_anneal"], "steps")
         if "rank_by" in cfg:
             check_rank_by(cfg["rank_by"])
-        if (isinstance(cfg["warmup"], bool) or not isinstance(cfg["warmup"], (int, float))
-                or not 0 <= cfg["warmup"] < 1):
+        if not is_number(cfg["warmup"]) or not 0 <= cfg["warmup"] < 1:
             raise ValueError(f"config['warmup'] must be the fraction of training steps in "
                              f"[0, 1) over which lr rises linearly, got {cfg['warmup']!r}")
         if cfg["init"] not in INITS:
             raise ValueError(f"config['init'] must be one of {list(INITS)}, "
                              f"got {cfg['init']!r}")
+        return cfg
+
+    @classmethod
+    def check_config(cls, config: dict) -> dict:
+        """:meth:`resolve_config`, and then what the config asks of the networks and the
+        optimiser checked by their own constructors, on the meta device (no memory, no
+        data): the RIMs' sizes, dropouts and selection settings (``k`` <= ``num_units``
+        too) and Adam's lr. What the study runner calls before Ray starts, so that no
+        trial fails on its config after it."""
+        cfg = cls.resolve_config(config)
+        try:
+            with torch.device("meta"):
+                for k in as_list(cfg["k"]) if cfg["model"] == "rim" else [None]:
+                    cls.build_model(cfg, k, rim_config(cfg))
+            capturable_adam([torch.zeros(1, requires_grad=True)], cfg["lr"],
+                            torch.device("cpu"))
+        except (ValueError, TypeError) as err:
+            raise config_error(err, cfg) from None
         return cfg
 
     def setup(self, config: dict) -> None:

@@ -26,7 +26,7 @@ import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
-from rim_rllib.cli import config_override, float_at_least, int_at_least
+from rim_rllib.cli import Distinct, config_override, float_at_least, int_at_least
 from rim_rllib.mnist_data import MnistError
 from rim_rllib.tune.results import export_results, is_uri
 
@@ -83,6 +83,11 @@ class StudySpec:
             raise ValueError(f"study {self.name!r}: variants is empty; nothing to run")
         if not self.seeds:
             raise ValueError(f"study {self.name!r}: seeds is empty; nothing to run")
+        repeated = sorted({seed for seed in self.seeds if self.seeds.count(seed) > 1})
+        if repeated:
+            raise ValueError(f"study {self.name!r}: seeds {repeated} are given more than "
+                             "once; a repeated seed trains the same models again and counts "
+                             "them as more samples")
         if self.iterations < 1:
             raise ValueError(f"study {self.name!r}: iterations must be >= 1, "
                              f"got {self.iterations}")
@@ -167,7 +172,8 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue the interrupted study of the same name")
     parser.add_argument("--asha", action="store_true", help="early-stop with ASHA")
-    parser.add_argument("--seeds", type=int_at_least(0), nargs="+", default=None,
+    parser.add_argument("--seeds", type=int_at_least(0), nargs="+", action=Distinct,
+                        default=None,
                         help="seeds (default: the preset's)")
     parser.add_argument("--pack", choices=PACKINGS, default=None,
                         help="models per trial: every seed of a variant ('seeds'), every "

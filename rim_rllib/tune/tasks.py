@@ -12,7 +12,7 @@ from rim_rllib.mnist_data import check_mnist
 from rim_rllib.models import MNIST_SIZES
 from rim_rllib.rl.ppo import REFERENCE
 from rim_rllib.tune.copying import CopyingTrainable
-from rim_rllib.tune.minigrid import resolve_config as resolve_minigrid_config
+from rim_rllib.tune.minigrid import check_config as check_minigrid_config
 from rim_rllib.tune.minigrid import train_minigrid
 from rim_rllib.tune.mnist import MnistTrainable
 from rim_rllib.tune.study import StudySpec
@@ -153,8 +153,10 @@ def with_overrides(spec: StudySpec, overrides: dict, epochs: int | None = None,
                    frames: int | None = None) -> StudySpec:
     """``spec`` with trial config ``overrides`` over its preset's and its variants' values,
     and another budget: ``epochs`` for the sequence tasks, ``frames`` for MiniGrid. Every
-    trial config it makes is checked by the trainable's own validation first, so a wrong
-    key or value is a ``ValueError`` that names it (and lists the valid keys)."""
+    trial config it makes is checked by the trainable's own validation first (its
+    ``check_config``: the keys, every value's type and range, and the networks and the
+    optimiser built from them), so a wrong key or value is a ``ValueError`` that names it
+    (and lists the valid keys) before Ray starts."""
     swept = [key for key in overrides if key in SWEPT_KEYS]
     if swept:
         raise ValueError(f"--set {swept[0]}=...: {swept[0]!r} is what the study sweeps; use "
@@ -171,9 +173,9 @@ def with_overrides(spec: StudySpec, overrides: dict, epochs: int | None = None,
                   else epochs or spec.iterations)
     variants = [variant | {key: value for key, value in overrides.items() if key in variant}
                 for variant in spec.variants]
-    resolve = resolve_minigrid_config if minigrid else spec.trainable.resolve_config
+    check = check_minigrid_config if minigrid else spec.trainable.check_config
     for variant in variants:
-        resolve(dict(base, variant=variant, seed=spec.seeds[0], epochs=iterations))
+        check(dict(base, variant=variant, seed=spec.seeds[0], epochs=iterations))
     return replace(spec, base_config=base, variants=variants, iterations=iterations)
 
 
