@@ -1,5 +1,6 @@
 # `make study` and `make test` each create .venv with the exact versions of
-# constraints.txt on first use, then run the main job or the tests.
+# constraints.txt on first use, then run the main job or the tests; `make docs` builds the
+# site into site/ (the tests build it too, with --strict).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -10,14 +11,14 @@ ifneq ($(SHARED_MNIST),)
 export RIM_DATA_DIR ?= $(SHARED_MNIST)
 endif
 
-.PHONY: setup study test bench clean
+.PHONY: setup study test bench docs clean
 
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
-		-c constraints.txt -e '.[dev]'
+		-c constraints.txt -e '.[dev,docs]'
 	touch $@
 
 study: setup
@@ -29,5 +30,9 @@ test: setup
 bench: setup
 	$(BIN)/python benchmarks/rim_speed.py $(ARGS)
 
+docs: setup
+	$(BIN)/python -m mkdocs build --strict
+
+# Only what can be rebuilt: results/ holds every study's results and is never removed here.
 clean:
-	rm -rf $(VENV) results
+	rm -rf $(VENV) site .pytest_cache

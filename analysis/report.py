@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from analysis.plots import plot_improvement, plot_learning_curves, plot_transfer
-from analysis.tables import study_tables, summarise
+from analysis.tables import eval_order, study_tables, summarise
 from rim_rllib.atomic import atomic_write
 from rim_rllib.tune.results import read_results
 
@@ -81,8 +81,36 @@ def render(study: Path, title: str, command: str, commit: str, figures: Path,
     for name, table in tables.items():
         lines += [f"**{name}**", "", table.to_markdown(index=False, disable_numparse=True),
                   ""]
+    lines += verdicts_in_words(numbers["verdicts"])
     lines += [f"![{name}]({figures.name}/{name}.png)" for name in drawn]
     return "\n".join(lines) + "\n"
+
+
+def verdicts_in_words(verdict) -> list[str]:
+    """For each RIM row, where its 95% interval of P(RIM > LSTM) lies above 0.5 (the RIM
+    is better), below it (the LSTM is), or holds it (inconclusive): Markdown lines."""
+    rows = verdict[verdict["baseline"] == "lstm"] if len(verdict) else verdict
+    rows = rows.dropna(subset=["p_improvement"]) if len(rows) else rows
+    if not len(rows):
+        return []
+    lines = ["**What the verdicts say** (P(RIM > LSTM), 95% interval against 0.5)", ""]
+    for (kt, ka), group in sorted(rows.groupby(["Kt", "Ka"]), key=lambda kv: -kv[0][1]):
+        group = group.sort_values("eval_on", key=lambda c: c.map(eval_order))
+        said = {"RIM better": group[group["low"] > 0.5], "LSTM better": group[
+            group["high"] < 0.5], "inconclusive": group[(group["low"] <= 0.5)
+                                                         & (group["high"] >= 0.5)]}
+        parts = [f"{verdict} at " + ", ".join(f"{e} ({p:.2f} [{lo:.2f}, {hi:.2f}])"
+                                               for e, p, lo, hi in zip(
+                                                   g["eval_on"], g["p_improvement"],
+                                                   g["low"], g["high"]))
+                 for verdict, g in said.items() if len(g)]
+        lines.append(f"- Kt={kt}, Ka={ka}: " + "; ".join(parts))
+    fewest = int(min(rows["n"].min(), rows["n_baseline"].min()))
+    if fewest < 10:
+        lines += ["", f"With {fewest} seeds a side the bootstrap intervals are coarse: when "
+                  "every pair of seeds agrees an interval collapses to a point, so they "
+                  "understate how uncertain such a verdict is."]
+    return lines + [""]
 
 
 def main(argv=None) -> int:

@@ -215,7 +215,7 @@ class PackedRIM(RIMStack):
         - tiredness (keyword, ``fatigue`` only): :math:`(M, L \cdot dirs, B, K_t)`;
           zeros when omitted.
 
-    Outputs: output, h_n (or (h_n, c_n)) [, mask] [, tiredness], member ``m``'s at index
+    Outputs: ``output, h_n (or (h_n, c_n)) [, mask] [, tiredness]``, member ``m``'s at index
     ``m`` of a leading dimension :math:`M`: output :math:`(M, T, B, dirs \cdot K_t H)`
     (batch first with ``batch_first``), h_n and c_n :math:`(M, L \cdot dirs, B, K_t H)`,
     mask bool :math:`(M, T, B, L \cdot dirs, K_t)` (batch first with ``batch_first``),

@@ -899,7 +899,7 @@ class RIM(RIMStack):
           (no batch dim when unbatched), the units' tiredness before the first step;
           zeros when omitted. Pass the last call's to run a sequence in pieces.
 
-    Outputs: output, h_n (or (h_n, c_n)) [, mask] [, tiredness]
+    Outputs: ``output, h_n (or (h_n, c_n)) [, mask] [, tiredness]``
         - output: :math:`(T, B, dirs \cdot K_t \cdot H)` (batch first with ``batch_first``),
           the last layer's states at every step.
         - h_n, c_n: like ``hx``, the final states of every layer and direction.

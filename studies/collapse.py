@@ -20,7 +20,7 @@ that holds every unit's activation rate within [0.1, 0.9] (``usage_floor``; no l
 selection score (``fatigue``, 1 unless ``--fatigue`` says otherwise; on MiniGrid the
 tiredness is carried through the episode as state), ``anneal-fatigue`` annealing and
 fatigue (the MNIST ``cpu`` preset's default).
-``none`` is the uncured RIM. See the README's unit-collapse section.
+``none`` is the uncured RIM. See docs/guide/analysis.md (unit collapse and its cures).
 """
 
 import sys

@@ -1,7 +1,7 @@
 """The main job: a Ray Tune sweep over Ka (active RIM units) with the LSTM baseline as a
 row, then the train-vs-transfer table.
 
-    python studies/ka_sweep.py                    # MNIST, 'cpu' preset: ~14-18 min on 2 cores
+    python studies/ka_sweep.py                    # MNIST, 'cpu' preset: 17-60 min on 2 cores
     python studies/ka_sweep.py --task copying     # the copying task
     python studies/ka_sweep.py --task minigrid-empty
     python studies/ka_sweep.py --preset paper --address auto --storage /shared/studies
@@ -12,8 +12,8 @@ row, then the train-vs-transfer table.
 Tasks: mnist (Kt=6, Ka 1..6; train at 14x14, test at 14/16/19/24), copying (Kt=6,
 Ka 1..6; train at one dormant length, test at it and 2x, 4x, 8x), and minigrid-empty,
 minigrid-doorkey, minigrid-multiroom (Kt=4, Ka 1..4; train on the first environment of
-the spec's table, test on the others). The presets are in rim_rllib/tune/tasks.py and the
-README.
+the spec's table, test on the others). The presets are in rim_rllib/tune/tasks.py and
+docs/reference/config.md.
 """
 
 import sys

@@ -1,4 +1,5 @@
-"""Every Python snippet of the README runs as written, each on its own."""
+"""Every Python snippet of the README and of the documentation pages runs as written, each
+on its own."""
 
 import math
 import os
@@ -9,16 +10,20 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-SNIPPETS = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+SNIPPETS = [(page.relative_to(ROOT), snippet) for page in PAGES
+            for snippet in re.findall(r"```python\n(.*?)```", page.read_text(), re.S)]
 
 
-def test_the_readme_has_snippets():
+def test_the_readme_and_the_guide_have_snippets():
+    assert any(page.name == "README.md" for page, _ in SNIPPETS)
     assert len(SNIPPETS) >= 4
 
 
-@pytest.mark.parametrize("snippet", SNIPPETS, ids=[s.splitlines()[0][:40] for s in SNIPPETS])
-def test_readme_snippet_runs(snippet, tmp_path):
+@pytest.mark.parametrize("page, snippet", SNIPPETS,
+                         ids=[f"{page}:{s.splitlines()[0][:40]}" for page, s in SNIPPETS])
+def test_snippet_runs(page, snippet, tmp_path):
     # HOME in tmp_path: whatever the snippet writes under ~ (RLlib's logs) stays there.
     result = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, text=True,
                             capture_output=True, timeout=900,

@@ -112,7 +112,7 @@ TASKS = (*SEQUENCE_TASKS, *MINIGRID_TASKS)
 PRESETS = ("cpu", "paper")
 
 #: Wall seconds of a default study (``python studies/ka_sweep.py --task T``) measured on the
-#: 2-core CPU machine of the README: what :func:`estimate_seconds` scales.
+#: project's 2-core CPU machine (AMD EPYC): what :func:`estimate_seconds` scales.
 MEASURED_SECONDS = {("mnist", "cpu"): 1032, ("copying", "cpu"): 738}
 #: Config keys that set what a study sweeps: the scripts' own arguments change them.
 SWEPT_KEYS = ("model", "memory", "num_units", "k", "cell", "seed")
