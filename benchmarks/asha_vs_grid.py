@@ -10,10 +10,14 @@ Prints a table and writes JSON.
 """
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
-from report import write_report
+if not __package__:  # run as a file (python benchmarks/asha_vs_grid.py): import from the checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.report import write_report
 from rim_rllib.cli import Distinct
 from rim_rllib.tune.results import read_results
 from rim_rllib.tune.study import run_study

@@ -26,13 +26,17 @@ import argparse
 import gc
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from report import write_report
+if not __package__:  # run as a file (python benchmarks/gpu_step.py): import from the checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.report import write_report
 from rim_rllib import compile_steps, pack
 from rim_rllib.cuda_graph import GraphedStep, capturable_adam
 from rim_rllib.models import MNIST_SIZES, SequenceClassifier

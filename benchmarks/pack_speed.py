@@ -16,6 +16,7 @@ Ray is not installed.
 import argparse
 import platform
 import statistics
+import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -23,7 +24,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from report import write_report
+if not __package__:  # run as a file (python benchmarks/pack_speed.py): import from the checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.report import write_report
 from rim_rllib.models import MNIST_SIZES, SequenceClassifier
 from rim_rllib.packing import optimise_members_, pack
 from rim_rllib.rim import compile_steps

@@ -10,13 +10,17 @@ Kt*H, the fused baseline) and writes the same numbers as JSON.
 import argparse
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from report import write_report
+if not __package__:  # run as a file (python benchmarks/rim_speed.py): import from the checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.report import write_report
 from rim_rllib import RIM
 from rim_rllib.reference import ReferenceRIMCell
 

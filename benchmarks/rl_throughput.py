@@ -11,6 +11,7 @@ same CNN; env steps per second count sampling and learning. Prints a table and w
 import argparse
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -18,7 +19,10 @@ import torch
 from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-from report import write_report
+if not __package__:  # run as a file (python benchmarks/rl_throughput.py): import from the checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.report import write_report
 from rim_rllib.rl.ppo import REFERENCE, ppo_config
 
 CNN = [[16, [2, 2], 1], [32, [2, 2], 1], [64, [2, 2], 1]]  # no max-pool in RLlib's CNN

@@ -24,10 +24,14 @@ fatigue (the MNIST ``cpu`` preset's default).
 """
 
 import sys
+from pathlib import Path
+
+if not __package__:  # run as a file (python studies/collapse.py): import from the checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rim_rllib.cli import Distinct, float_at_least
 from rim_rllib.tune.tasks import DEFAULT_KT, SEQUENCE_TASKS, task_spec
-from study_cli import run_and_tabulate, sweep_parser
+from studies.study_cli import run_and_tabulate, sweep_parser
 
 CURES = {
     "none": {},

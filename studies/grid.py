@@ -13,11 +13,15 @@ resources allow (``--max-concurrent`` caps it).
 
 import argparse
 import sys
+from pathlib import Path
+
+if not __package__:  # run as a file (python studies/grid.py): import from the checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rim_rllib.cli import Distinct, int_at_least
 from rim_rllib.tune.study import add_study_arguments
 from rim_rllib.tune.tasks import PRESETS, TASKS, grid_variants, task_spec
-from study_cli import MATCHED_LSTM_HELP, run_and_tabulate
+from studies.study_cli import MATCHED_LSTM_HELP, run_and_tabulate
 
 
 def main(argv=None) -> int:
@@ -29,16 +33,16 @@ def main(argv=None) -> int:
                         default=[4, 6, 8], help="Kt values")
     parser.add_argument("--cells", nargs="+", choices=["lstm", "gru"], action=Distinct,
                         default=["lstm", "gru"])
-    parser.add_argument("--no-asha", dest="grid_asha", action="store_false",
+    parser.add_argument("--no-asha", dest="asha", action="store_false",
                         help="run every trial to the end")
     parser.add_argument("--matched-lstm", action="store_true", help=MATCHED_LSTM_HELP)
     parser.add_argument("--data-dir", default=None, help="MNIST IDX files")
-    add_study_arguments(parser)
+    add_study_arguments(parser, asha=False)
     args = parser.parse_args(argv)
     path, table = run_and_tabulate(parser, args, lambda: task_spec(
         args.task, args.preset, grid_variants(args.task, args.kt, args.cells,
                                             matched_lstm=args.matched_lstm), args.seeds,
-        args.name or f"grid-{args.task}-{args.preset}", args.data_dir, asha=args.grid_asha,
+        args.name or f"grid-{args.task}-{args.preset}", args.data_dir, asha=args.asha,
         pack=args.pack, max_pack=args.max_pack))
     print(f"\nresults: {path}\n\n{table}")
     return 0

@@ -17,9 +17,13 @@ docs/reference/config.md.
 """
 
 import sys
+from pathlib import Path
+
+if not __package__:  # run as a file (python studies/ka_sweep.py): import from the checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rim_rllib.tune.tasks import study_spec
-from study_cli import MATCHED_LSTM_HELP, run_and_tabulate, sweep_parser
+from studies.study_cli import MATCHED_LSTM_HELP, run_and_tabulate, sweep_parser
 
 
 def main(argv=None) -> int:

@@ -9,11 +9,15 @@ evaluated without training on the others.
 
 import argparse
 import sys
+from pathlib import Path
+
+if not __package__:  # run as a file (python studies/minigrid_transfer.py): import from the checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rim_rllib.cli import Distinct
 from rim_rllib.tune.study import add_study_arguments
 from rim_rllib.tune.tasks import MINIGRID_TASKS, PRESETS, study_spec
-from study_cli import run_and_tabulate
+from studies.study_cli import run_and_tabulate
 
 REFERENCE_KA = (3, 2)
 
@@ -24,14 +28,18 @@ def main(argv=None) -> int:
     parser.add_argument("--tasks", nargs="+", choices=list(MINIGRID_TASKS), action=Distinct,
                         default=list(MINIGRID_TASKS))
     parser.add_argument("--preset", choices=PRESETS, default="cpu")
-    add_study_arguments(parser)
+    add_study_arguments(parser, sequence_tasks=False)
     args = parser.parse_args(argv)
+    if args.name and len(args.tasks) > 1:
+        parser.exit(2, f"{parser.prog}: error: --name {args.name} names one study, and "
+                       f"--tasks runs {len(args.tasks)}; name one task with --tasks, or "
+                       "leave the names to the script (minigrid_transfer-TASK-PRESET)\n")
     tables = []
     for task in args.tasks:
-        name = f"{args.name or 'minigrid_transfer'}-{task}-{args.preset}"
+        name = args.name or f"minigrid_transfer-{task}-{args.preset}"
         path, table = run_and_tabulate(parser, args, lambda: study_spec(
             task, args.preset, ks=REFERENCE_KA, seeds=args.seeds, name=name,
-            asha=args.asha, pack=args.pack, max_pack=args.max_pack))
+            asha=args.asha))
         tables.append((task, path, table))
     for task, path, markdown in tables:
         print(f"\n{task} ({path})\n\n{markdown}")

@@ -9,8 +9,8 @@ from rim_rllib.tune.results import read_results
 from rim_rllib.cli import Distinct, int_at_least
 from rim_rllib.tune.study import (StudySpec, add_study_arguments, execute_study,
                                   exit_on_input_error, local_output_dir)
-from rim_rllib.tune.tasks import (PRESETS, TASKS, estimate_seconds, with_overrides,
-                                  with_search)
+from rim_rllib.tune.tasks import (PRESETS, TASKS, config_keys, estimate_seconds,
+                                  study_setting, with_overrides, with_search)
 
 MATCHED_LSTM_HELP = ("also train an LSTM baseline as wide as each Ka's active units (hidden "
                      "Ka*H; its table row has Kt=Ka): what the RIM gains from its inactive "
@@ -63,6 +63,20 @@ def plan(spec: StudySpec, preset: str) -> str:
     return "\n".join(lines)
 
 
+def show_config(spec: StudySpec) -> str:
+    """Every trial config key of the study's task: its trainable default and what this
+    study sets it to (the preset, the variants, ``--set``), as a table."""
+    task = spec.task if spec.task != "minigrid" else "minigrid-empty"
+    rows = [(key, repr(default), study_setting(spec, key) or "default")
+            for key, default in sorted(config_keys(task).items())]
+    widths = [max(len(row[i]) for row in rows + [("key", "default", "this study")])
+              for i in range(3)]
+    lines = [f"study {spec.name}: trial config keys"] + [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+        for row in [("key", "default", "this study"), *rows]]
+    return "\n".join(lines)
+
+
 def run_and_tabulate(parser: argparse.ArgumentParser, args: argparse.Namespace,
                      make_spec: Callable[[], StudySpec], by=()) -> tuple[str, str]:
     """Applies ``--set``, ``--epochs``, ``--frames`` and ``--search`` to the spec, prints
@@ -74,11 +88,18 @@ def run_and_tabulate(parser: argparse.ArgumentParser, args: argparse.Namespace,
     which no trial finished (with its error lines)."""
     overrides = dict(args.overrides)
     try:
-        spec = with_overrides(make_spec(), overrides, args.epochs, args.frames)
-        spec = with_search(spec, args.search, args.num_samples, fixed=overrides)
+        spec = with_overrides(make_spec(), overrides, getattr(args, "epochs", None),
+                              args.frames)
+        spec = with_search(spec, getattr(args, "search", "grid"),
+                           getattr(args, "num_samples", None), fixed=overrides)
     except ValueError as err:
         parser.exit(2, f"{parser.prog}: error: {err}\n")
+    if args.show_config:
+        print(show_config(spec))
+        parser.exit(0)
     print(plan(spec, args.preset), flush=True)
+    if args.dry_run:
+        parser.exit(0)
     outcome = exit_on_input_error(parser.prog, execute_study, spec, address=args.address,
                                   storage=args.storage, resume=args.resume,
                                   max_concurrent=args.max_concurrent,

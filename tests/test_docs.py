@@ -32,9 +32,8 @@ def test_the_site_builds_strictly(site):
 
 def test_the_reference_pages_are_generated_from_the_code(site):
     cli = (site / "reference/cli/index.html").read_text()
-    for command in ("ka_sweep.py", "grid.py", "collapse.py", "analysis.tables",
-                    "rim_rllib.rl.evaluate", "rim_speed.py"):
-        assert f"usage: {command}" in cli, command
+    for command in ("sweep", "grid", "collapse", "table", "evaluate-rl", "bench rim-speed"):
+        assert f"usage: rim {command}" in cli, command
     assert "--matched-lstm" in cli and "--seeds SEEDS" in cli
     config = (site / "reference/config/index.html").read_text()
     for key in ("input_encoding", "rank_by", "k_anneal", "eval_dormants", "checkpoint_every"):

@@ -20,6 +20,7 @@ from ray.tune import ExperimentAnalysis
 from rim_rllib.tune.mnist import MnistTrainable
 from rim_rllib.tune.results import export_results, read_results
 from rim_rllib.tune.study import StudySpec, run_study
+from studies import study_cli
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(hidden_size=8, input_key_size=8, input_query_size=8, input_value_size=8,
@@ -68,22 +69,13 @@ def fails_for_lstm():
     return FailsForLSTM
 
 
-def _study_cli():
-    sys.path.insert(0, str(REPO / "studies"))
-    try:
-        import study_cli
-    finally:
-        sys.path.remove(str(REPO / "studies"))
-    return study_cli
-
-
 def _tabulate(study_spec, storage):
     from rim_rllib.tune.study import add_study_arguments
     parser = argparse.ArgumentParser(prog="study")
     parser.add_argument("--preset", default="cpu")
     add_study_arguments(parser)  # what every study script's arguments hold
     args = parser.parse_args(["--storage", str(storage)])
-    return _study_cli().run_and_tabulate(parser, args, lambda: study_spec)
+    return study_cli.run_and_tabulate(parser, args, lambda: study_spec)
 
 
 def test_a_failed_trial_keeps_the_others_results(mnist_dir, tmp_path, ray_session, capsys):

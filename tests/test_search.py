@@ -19,7 +19,9 @@ def test_a_search_spec_draws_rim_configs_with_their_seeds_packed():
     space = spec.param_space(cpus=1)
     assert space["seed"] == [0, 1, 2] and space["variant"]["k"].upper == 7
     grid = study_spec("mnist")
-    assert with_search(grid, "grid", 5) is grid
+    assert with_search(grid, "grid") is grid
+    with pytest.raises(ValueError, match="--num-samples 5: for --search random or optuna"):
+        with_search(grid, "grid", 5)  # it would do nothing
     with pytest.raises(ValueError, match="--search optuna: for the sequence tasks"):
         with_search(study_spec("minigrid-empty"), "optuna", 3)
 

@@ -156,57 +156,72 @@ def study_name(text: str) -> str:
     return text
 
 
-def add_study_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--address", default=None,
-                        help="Ray cluster address ('auto' for the cluster this runs on); "
-                             "default: start a local Ray instance")
-    parser.add_argument("--storage", default=str(Path("results").resolve()),
-                        help="where studies are stored: a local path or a cloud URI "
-                             "(s3://, gs://, file://); on a multi-node cluster a URI or a "
-                             "path mounted on every node (default: ./results)")
-    parser.add_argument("--shared-storage", action="store_true",
-                        help="--storage is a local path mounted on every node (NFS): allow "
-                             "it on a multi-node cluster")
-    parser.add_argument("--name", type=study_name, default=None,
-                        help="study name, a folder under --storage (default: from the preset)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the interrupted study of the same name")
-    parser.add_argument("--asha", action="store_true", help="early-stop with ASHA")
-    parser.add_argument("--seeds", type=int_at_least(0), nargs="+", action=Distinct,
-                        default=None,
-                        help="seeds (default: the preset's)")
-    parser.add_argument("--pack", choices=PACKINGS, default=None,
-                        help="models per trial: every seed of a variant ('seeds'), every "
-                             "Ka and seed of a model/Kt/cell ('sweep'), or one ('none'); "
-                             "default: the preset's")
-    parser.add_argument("--max-pack", type=int_at_least(1), default=None,
-                        help="at most this many models per packed trial (default: the "
-                             "preset's)")
-    parser.add_argument("--max-concurrent", type=int_at_least(1), default=None,
-                        help="trials at once (default: as many as the resources allow)")
-    parser.add_argument("--set", dest="overrides", type=config_override, nargs="+",
-                        default=[], metavar="KEY=VALUE",
-                        help="trial config values over the preset's, e.g. --set lr=1e-3 "
-                             "hidden_size=64 (values are Python literals, else text); the "
-                             "keys are the trainable's (a wrong one lists them)")
-    parser.add_argument("--epochs", type=int_at_least(1), default=None,
-                        help="training epochs of the sequence tasks (default: the preset's)")
-    parser.add_argument("--frames", type=int_at_least(1), default=None,
-                        help="training frames of the MiniGrid tasks (default: the preset's)")
-    parser.add_argument("--search", choices=SEARCHES, default="grid",
-                        help="the grid of the script's arguments, or num-samples configs "
-                             "drawn from the task's declared ranges (lr log-uniform, Ka, "
-                             "dropouts, hidden size) at random or by Optuna (sequence tasks)")
-    parser.add_argument("--num-samples", type=int_at_least(1), default=10,
-                        help="configs a --search random/optuna draws")
-    parser.add_argument("--mlflow", default=None, metavar="URI",
-                        help="also log every trial to MLflow at this tracking URI (a "
-                             "server, or sqlite:///path/mlflow.db for a local store; needs "
-                             "the 'tracking' extra)")
-    parser.add_argument("--gpus-per-trial", type=float_at_least(0), default=None,
-                        help="GPUs each trial asks for (fractions share one; a trial "
-                             "given none runs on CPU); default: the preset's (the "
-                             "sequence tasks' paper presets 1, otherwise 0)")
+def add_study_arguments(parser: argparse.ArgumentParser, sequence_tasks: bool = True,
+                        asha: bool = True) -> None:
+    """The arguments every study script shares, in two groups. ``sequence_tasks=False``
+    (a script of MiniGrid studies only) leaves out what only the sequence tasks take
+    (packing, epochs, searches); ``asha=False`` leaves out ``--asha`` (a script with its
+    own ASHA switch): no script takes a flag only to refuse or ignore it."""
+    where = parser.add_argument_group("where and how it runs")
+    where.add_argument("--address", default=None,
+                       help="Ray cluster address ('auto' for the cluster this runs on); "
+                            "default: start a local Ray instance")
+    where.add_argument("--storage", default=str(Path("results").resolve()),
+                       help="where studies are stored: a local path or a cloud URI "
+                            "(s3://, gs://, file://); on a multi-node cluster a URI or a "
+                            "path mounted on every node (default: ./results)")
+    where.add_argument("--shared-storage", action="store_true",
+                       help="--storage is a local path mounted on every node (NFS): allow "
+                            "it on a multi-node cluster")
+    where.add_argument("--name", type=study_name, default=None,
+                       help="study name, a folder under --storage (default: from the "
+                            "preset)")
+    where.add_argument("--resume", action="store_true",
+                       help="continue the interrupted study of the same name")
+    where.add_argument("--max-concurrent", type=int_at_least(1), default=None,
+                       help="trials at once (default: as many as the resources allow)")
+    where.add_argument("--gpus-per-trial", type=float_at_least(0), default=None,
+                       help="GPUs each trial asks for (fractions share one; a trial given "
+                            "none runs on CPU); default: the preset's (the sequence "
+                            "tasks' paper presets 1, otherwise 0)")
+    where.add_argument("--mlflow", default=None, metavar="URI",
+                       help="also log every trial to MLflow at this tracking URI (a "
+                            "server, or sqlite:///path/mlflow.db for a local store; needs "
+                            "the 'tracking' extra)")
+    where.add_argument("--dry-run", action="store_true",
+                       help="print the trials and the estimated wall time, then exit")
+    where.add_argument("--show-config", action="store_true",
+                       help="print every trial config key, its default and this study's "
+                            "value (with --set), then exit")
+    what = parser.add_argument_group("what it trains")
+    what.add_argument("--seeds", type=int_at_least(0), nargs="+", action=Distinct,
+                      default=None, help="seeds (default: the preset's)")
+    what.add_argument("--set", dest="overrides", type=config_override, nargs="+",
+                      default=[], metavar="KEY=VALUE",
+                      help="trial config values over the preset's, e.g. --set lr=1e-3 "
+                           "hidden_size=64 (values are Python literals, else text; "
+                           "--show-config lists the keys)")
+    what.add_argument("--frames", type=int_at_least(1), default=None,
+                      help="training frames of the MiniGrid tasks (default: the preset's)")
+    if asha:
+        what.add_argument("--asha", action="store_true", help="early-stop with ASHA")
+    if not sequence_tasks:
+        return
+    what.add_argument("--epochs", type=int_at_least(1), default=None,
+                      help="training epochs of the sequence tasks (default: the preset's)")
+    what.add_argument("--pack", choices=PACKINGS, default=None,
+                      help="models per trial (sequence tasks): every seed of a variant "
+                           "('seeds'), every Ka and seed of a model/Kt/cell ('sweep'), or "
+                           "one ('none'); default: the preset's")
+    what.add_argument("--max-pack", type=int_at_least(1), default=None,
+                      help="at most this many models per packed trial (default: the "
+                           "preset's)")
+    what.add_argument("--search", choices=SEARCHES, default="grid",
+                      help="the grid of the script's arguments, or --num-samples configs "
+                           "drawn from the task's declared ranges (lr log-uniform, Ka, "
+                           "dropouts, hidden size) at random or by Optuna (sequence tasks)")
+    what.add_argument("--num-samples", type=int_at_least(1), default=None,
+                      help="configs a --search random/optuna draws (default: 10)")
 
 
 def _trial_resources(spec: StudySpec, address: str | None = None):

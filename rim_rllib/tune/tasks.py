@@ -2,6 +2,7 @@
 three MiniGrid train-vs-transfer tasks, each with a laptop preset (``cpu``) and the
 reference one (``paper``)."""
 
+import inspect
 import math
 from dataclasses import replace
 from functools import partial
@@ -10,11 +11,14 @@ from ray import tune
 
 from rim_rllib.mnist_data import check_mnist
 from rim_rllib.models import MNIST_SIZES
+from rim_rllib.rim import RIMCell
 from rim_rllib.rl.ppo import REFERENCE
 from rim_rllib.tune.copying import CopyingTrainable
 from rim_rllib.tune.minigrid import check_config as check_minigrid_config
+from rim_rllib.tune.minigrid import DEFAULTS as MINIGRID_DEFAULTS
 from rim_rllib.tune.minigrid import train_minigrid
 from rim_rllib.tune.mnist import MnistTrainable
+from rim_rllib.tune.sequence import COMMON_DEFAULTS, RIM_KWARGS
 from rim_rllib.tune.study import StudySpec
 
 MNIST_EVAL_SIZES = (16, 19, 24)
@@ -129,13 +133,19 @@ def search_space(num_units: int) -> dict:
                 hidden_size=tune.choice([16, 32, 64, 100]))
 
 
-def with_search(spec: StudySpec, search: str, num_samples: int, fixed=()) -> StudySpec:
+def with_search(spec: StudySpec, search: str, num_samples: int | None = None, fixed=()
+                ) -> StudySpec:
     """``spec`` as a ``search`` (``"random"`` or ``"optuna"``; ``"grid"`` returns it
-    unchanged) of ``num_samples`` configs of its first RIM variant drawn from
-    :func:`search_space` (less the ``fixed`` keys, set on the command line), every seed
-    packed in each trial."""
+    unchanged) of ``num_samples`` configs (default 10) of its first RIM variant drawn
+    from :func:`search_space` (less the ``fixed`` keys, set on the command line), every
+    seed packed in each trial. ``num_samples`` with the grid is refused: it would do
+    nothing."""
     if search == "grid":
+        if num_samples is not None:
+            raise ValueError(f"--num-samples {num_samples}: for --search random or optuna; "
+                             "the grid runs every combination of the script's arguments")
         return spec
+    num_samples = 10 if num_samples is None else num_samples
     if spec.task not in SEQUENCE_TASKS:
         raise ValueError(f"--search {search}: for the sequence tasks {list(SEQUENCE_TASKS)}; "
                          f"MiniGrid studies run the grid")
@@ -274,6 +284,9 @@ def task_spec(task: str, preset: str, variants: list[dict], seeds=None, name: st
     if pack not in (None, "none"):
         raise ValueError(f"--pack {pack}: MiniGrid trials train one RLlib policy each; "
                          "packing is for the MNIST trainable (use --pack none or leave it)")
+    if max_pack is not None:
+        raise ValueError(f"--max-pack {max_pack}: MiniGrid trials train one RLlib policy "
+                         "each; packing is for the sequence tasks")
     p, t = MINIGRID_PRESETS[preset], MINIGRID_TASKS[task]
     frames = int(t["frames"] * p["frame_scale"])
     runners = p.get("num_env_runners", 0)
@@ -283,3 +296,32 @@ def task_spec(task: str, preset: str, variants: list[dict], seeds=None, name: st
                                       num_env_runners=runners),
                      variants=variants, seeds=list(seeds or p["seeds"]),
                      iterations=_ppo_iterations(frames), metric="train_return", asha=asha)
+
+
+def config_keys(task: str) -> dict:
+    """Every trial config key of ``task``'s trainable and its default (for the sequence
+    tasks with the RIM's own arguments' defaults)."""
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {list(TASKS)}, got {task!r}")
+    if task not in SEQUENCE_TASKS:
+        return dict(MINIGRID_DEFAULTS)
+    cell = inspect.signature(RIMCell).parameters
+    return (COMMON_DEFAULTS | SEQUENCE_TASKS[task][0].DEFAULTS
+            | {key: cell[key].default for key in RIM_KWARGS})
+
+
+def study_setting(spec: StudySpec, key: str) -> str | None:
+    """What ``spec`` sets trial config ``key`` to, in words: the values it sweeps
+    (``1 / 2 / 3``), or its base config's value with a model's own beside it
+    (``0.005; lstm 0.006``); ``None`` where it leaves the trainable's default."""
+    holding = [variant for variant in spec.variants if key in variant]
+    if key in SWEPT_KEYS and holding:
+        values = sorted({repr(v[key]) for v in holding}, key=lambda text: (len(text), text))
+        return " / ".join(values)
+    parts = [repr(spec.base_config[key])] if key in spec.base_config else []
+    by_model: dict = {}
+    for variant in holding:
+        model = variant.get("model", variant.get("memory"))
+        by_model.setdefault(model, set()).add(repr(variant[key]))
+    parts += [f"{model} " + " / ".join(sorted(values)) for model, values in by_model.items()]
+    return "; ".join(parts) or None
