@@ -1,15 +1,16 @@
 """A results page (Markdown) from a finished study: what was run, where and for how long,
 its tables with the verdicts, and its figures.
 
-    python -m analysis.report results/mnist-seeds10 --out docs/results/mnist.md \\
+    python -m analysis.report results/mnist-seeds10 --out docs/results/mnist \\
         --title "Sequential MNIST, ten seeds" --commit 1a2b3c4 \\
         --command "python studies/ka_sweep.py --seeds 0 1 2 3 4 5 6 7 8 9 --name mnist-seeds10"
 
 The page states the command, the commit, the date the study started, its wall time (from
 Tune's experiment state file to the results file), the machine, then every table of
-:func:`analysis.tables.study_tables` and the three figures of :mod:`analysis.plots`, drawn
-into a folder beside the page (``<page stem>/``). Regenerating a page is running this
-again on the same study directory.
+:func:`analysis.tables.study_tables`, what the verdicts say, and the three figures of
+:mod:`analysis.plots`, all in the folder ``--out``: ``index.md`` and the figures beside it
+(the site's page ``results/<folder>/``). Regenerating a page is running this again on the
+same study directory.
 """
 
 import argparse
@@ -55,7 +56,7 @@ def machine() -> str:
 
 def render(study: Path, title: str, command: str, commit: str, figures: Path,
            hardware: str | None = None) -> str:
-    """The page's Markdown; draws the figures into ``figures``."""
+    """The page's Markdown; draws the figures into ``figures``, the page's folder."""
     results = read_results(str(study / RESULTS_FILE))
     start, seconds = study_times(study)
     summary = summarise(results)
@@ -82,7 +83,7 @@ def render(study: Path, title: str, command: str, commit: str, figures: Path,
         lines += [f"**{name}**", "", table.to_markdown(index=False, disable_numparse=True),
                   ""]
     lines += verdicts_in_words(numbers["verdicts"])
-    lines += [f"![{name}]({figures.name}/{name}.png)" for name in drawn]
+    lines += [f"![{name}]({name}.png)" for name in drawn]
     return "\n".join(lines) + "\n"
 
 
@@ -117,7 +118,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("study", type=Path, help="a finished study's directory")
-    parser.add_argument("--out", type=Path, required=True, help="the page (.md)")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="the page's folder: index.md and its figures go there")
     parser.add_argument("--title", required=True)
     parser.add_argument("--command", required=True, help="the command that ran the study")
     parser.add_argument("--commit", required=True, help="the commit it ran at")
@@ -125,13 +127,13 @@ def main(argv=None) -> int:
                         help="the machine it ran on (default: this one)")
     args = parser.parse_args(argv)
     try:
-        page = render(args.study, args.title, args.command, args.commit,
-                      args.out.parent / args.out.stem, args.hardware)
+        page = render(args.study, args.title, args.command, args.commit, args.out,
+                      args.hardware)
     except (FileNotFoundError, ValueError) as err:
         print(f"analysis.report: {err}", file=sys.stderr)
         return 2
-    atomic_write(args.out, lambda tmp: Path(tmp).write_text(page))
-    print(f"wrote {args.out} and its figures in {args.out.parent / args.out.stem}")
+    atomic_write(args.out / "index.md", lambda tmp: Path(tmp).write_text(page))
+    print(f"wrote {args.out / 'index.md'} and its figures there")
     return 0
 
 

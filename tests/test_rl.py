@@ -204,6 +204,26 @@ def test_minigrid_study_writes_train_and_transfer_rows(tmp_path, ray_session):
     assert (tmp_path / "tiny-minigrid" / "activations.png").is_file()
 
 
+def test_the_evaluator_gives_a_trials_own_returns_by_default(tmp_path, ray_session, capsys):
+    spec = study_spec("minigrid-empty", "cpu", ks=[2], seeds=[1], name="eval-minigrid")
+    spec.base_config |= dict(frames=64, eval_episodes=3, eval_envs=("MiniGrid-Empty-6x6-v0",),
+                             ppo=dict(FAST_PPO))
+    spec.variants = [v for v in spec.variants if v["memory"] == "rim"]
+    final = read_results(run_study(spec, storage=str(tmp_path)))
+    final = final[final["final"] & (final["metric"] == "return")].set_index("eval_on")
+    checkpoint = max((tmp_path / "eval-minigrid").glob("*/checkpoint_*"))
+    capsys.readouterr()
+    assert evaluate_main([str(checkpoint)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == ("evaluating as its trial did, where not overridden: 2 environments, "
+                        "3 episodes each from seed 10001")
+    printed = {line.split()[0]: float(line.split()[2]) for line in lines[2:4]}
+    assert printed == pytest.approx(final["value"].to_dict(), abs=5e-4)
+    assert evaluate_main([str(checkpoint), "--episodes", "1", "--env",
+                          "MiniGrid-Empty-5x5-v0"]) == 0
+    assert "1 environments, 1 episodes each" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("stack", ["new", "classic"])
 def test_ppo_has_the_reference_settings_and_no_kl_penalty(stack):
     config = ppo_config("MiniGrid-Empty-5x5-v0", {"memory": "rim", "k": 3}, stack=stack,

@@ -103,11 +103,12 @@ def test_a_trial_checkpoint_evaluates_at_any_size_as_the_trial_did(study, tmp_pa
     trial_dir = next(p for p in (storage / "tiny").iterdir() if final["trial_id"].iloc[0]
                      in p.name)
     checkpoint = max(trial_dir.glob("checkpoint_*"))
-    out = tmp_path / "sizes.csv"
+    out = tmp_path / "evaluated"
     assert evaluate_main([str(checkpoint), "--sizes", "7", "12", "28", "--out",
                           str(out)]) == 0
-    assert " 7* |" in capsys.readouterr().out
-    table = pd.read_csv(out)
+    printed = capsys.readouterr().out
+    assert " 7* |" in printed and "test images (the trial's own)" in printed
+    table = pd.read_csv(out / "accuracy.csv")
     assert list(table.columns) == ["member", "model", "Kt", "Ka", "seed", "7*", "12", "28"]
     expected = final.set_index("eval_on")["value"] * 100
     assert table.loc[0, "7*"] == pytest.approx(expected["7"], abs=0.01)

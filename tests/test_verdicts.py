@@ -130,16 +130,17 @@ def test_a_results_page_states_the_run_and_shows_its_tables_and_figures(tmp_path
                                               preserve_index=False),
                          study / "results.parquet")
     (study / "experiment_state-2026-12-01_10-00-00.json").write_text("{}")
-    page = tmp_path / "docs" / "mnist.md"
+    page = tmp_path / "docs" / "mnist"
     assert report_main([str(study), "--out", str(page), "--title", "MNIST",
                         "--command", "python studies/ka_sweep.py --seeds 0 1 2",
                         "--commit", "abc1234"]) == 0
-    text = page.read_text()
+    text = (page / "index.md").read_text()
     for expected in ("# MNIST", "`python studies/ka_sweep.py --seeds 0 1 2`", "`abc1234`",
                      "| started | 2026-12-01 10:00 UTC |", "**P(RIM > LSTM)**",
-                     "1.00 [1.00, 1.00]", "![improvement](mnist/improvement.png)"):
+                     "1.00 [1.00, 1.00]", "![improvement](improvement.png)",
+                     "- Kt=6, Ka=4: RIM better at 14 (1.00 [1.00, 1.00])"):
         assert expected in text, expected
-    assert {p.name for p in (tmp_path / "docs" / "mnist").iterdir()} == {
-        "improvement.png", "transfer.png", "learning_curves.png"}
+    assert {p.name for p in page.iterdir()} == {
+        "index.md", "improvement.png", "transfer.png", "learning_curves.png"}
     assert report_main([str(tmp_path), "--out", str(page), "--title", "x", "--command", "c",
                         "--commit", "c"]) == 2  # not a study directory

@@ -1,7 +1,14 @@
 """Evaluate a trained MiniGrid agent (no training) on any MiniGrid environments.
 
+    python -m rim_rllib.rl.evaluate CHECKPOINT            # as its trial evaluated it
     python -m rim_rllib.rl.evaluate CHECKPOINT --env MiniGrid-Empty-5x5-v0 \\
         MiniGrid-Empty-16x16-v0 --episodes 100 [--gif rollout.gif]
+
+A study trial's checkpoint is evaluated by default as the trial evaluated its final
+policy (its environments, episode count and environment seeds, from the trial's
+``params.json``), so that its reported returns come back; the options override that.
+Episodes are reproducible: environment seeds ``seed, seed+1, ...`` and actions sampled
+from a generator seeded with ``seed``.
 
 CHECKPOINT is an RLlib algorithm checkpoint directory, relative or absolute, of either API
 stack: what the MiniGrid Tune trainable writes (a study's are under
@@ -12,6 +19,7 @@ Prints mean return ± 95% CI per environment and, for a RIM, each unit's activat
 """
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -24,6 +32,10 @@ from rim_rllib.cli import HelpFormatter, int_at_least
 from rim_rllib.stats import ci95_halfwidth
 from rim_rllib.rl.envs import check_env_id, make_minigrid
 
+
+#: A trial evaluates with environment seeds from this plus its own seed: episodes it never
+#: trained on, the same for every model of that seed.
+EVAL_SEED_OFFSET = 10_000
 
 # What the agent sees, for the activation analysis: object types in its 7x7 view.
 VIEW_OBJECTS = ("key", "door", "goal", "ball", "box", "lava")
@@ -44,7 +56,8 @@ def view_conditions(obs: np.ndarray, carrying) -> dict[str, bool]:
 @torch.no_grad()
 def evaluate(net: MiniGridActorCritic, env_id: str, episodes: int = 100, seed: int = 0,
              greedy: bool = False, render: bool = False) -> dict:
-    """Run ``episodes`` episodes of ``env_id`` (seeds ``seed, seed+1, ...``) with ``net``.
+    """Run ``episodes`` episodes of ``env_id`` (seeds ``seed, seed+1, ...``) with ``net``,
+    its actions sampled from a generator seeded with ``seed`` (argmax with ``greedy``).
 
     Returns ``returns`` (per episode), ``mean_return``, ``ci95`` (half-width),
     ``frames`` (environment steps), ``activation_rate`` (per unit, RIM only, else
@@ -59,6 +72,7 @@ def evaluate(net: MiniGridActorCritic, env_id: str, episodes: int = 100, seed: i
     net.eval()
     device = next(net.parameters()).device
     returns, masks, conditions, images, frames = [], [], [], [], 0
+    sampler = torch.Generator().manual_seed(seed)
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed + episode)
         state = net.initial_state(1, device)
@@ -71,8 +85,9 @@ def evaluate(net: MiniGridActorCritic, env_id: str, episodes: int = 100, seed: i
             if mask is not None:
                 masks.append(mask[0, 0].cpu())
                 conditions.append(view_conditions(obs, env.unwrapped.carrying))
-            dist = torch.distributions.Categorical(logits=logits[0, 0])
-            action = int(dist.probs.argmax() if greedy else dist.sample())
+            probs = torch.softmax(logits[0, 0].float(), -1).cpu()
+            action = int(probs.argmax() if greedy
+                         else torch.multinomial(probs, 1, generator=sampler))
             obs, reward, terminated, truncated, _ = env.step(action)
             total += float(reward)
             frames += 1
@@ -92,6 +107,19 @@ def evaluate(net: MiniGridActorCritic, env_id: str, episodes: int = 100, seed: i
                       conditions={name: np.array([c[name] for c in conditions])
                                   for name in conditions[0]})
     return result
+
+
+def trial_config(checkpoint: str | Path) -> dict | None:
+    """How the study trial that wrote ``checkpoint`` evaluated (``env``, ``eval_envs``,
+    ``eval_episodes``, ``seed``, from its ``params.json`` in the trial directory above
+    it), or ``None`` for a checkpoint of one's own."""
+    params = Path(checkpoint).resolve().parent / "params.json"
+    if not params.is_file():
+        return None
+    config = json.loads(params.read_text())
+    config |= config.pop("variant", {})  # a study's grid point rides in "variant"
+    keys = ("env", "eval_envs", "eval_episodes", "seed")
+    return {key: config[key] for key in keys} if all(k in config for k in keys) else None
 
 
 def load_network(checkpoint: str | Path) -> MiniGridActorCritic:
@@ -123,15 +151,31 @@ def save_gif(images: list, path: str | Path, fps: int = 8) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("checkpoint", help="an RLlib algorithm checkpoint directory")
-    parser.add_argument("--env", nargs="+", required=True, help="MiniGrid environment ids")
-    parser.add_argument("--episodes", type=int_at_least(1), default=100,
-                        help="episodes per environment")
-    parser.add_argument("--seed", type=int_at_least(0), default=0,
-                        help="the first episode's environment seed (then +1 per episode)")
+    parser.add_argument("--env", nargs="+", default=None,
+                        help="MiniGrid environment ids (default: the trial's training and "
+                             "evaluation environments)")
+    parser.add_argument("--episodes", type=int_at_least(1), default=None,
+                        help="episodes per environment (default: the trial's "
+                             "eval_episodes, else 100)")
+    parser.add_argument("--seed", type=int_at_least(0), default=None,
+                        help="the first episode's environment seed, then +1 per episode "
+                             f"(default: the trial's, {EVAL_SEED_OFFSET} + its seed, else 0)")
     parser.add_argument("--greedy", action="store_true", help="argmax actions, not sampled")
     parser.add_argument("--gif", default=None, help="save the first episode of the first "
                                                     "environment as this GIF")
     args = parser.parse_args(argv)
+    trial = trial_config(args.checkpoint)
+    if args.env is None and trial is None:
+        parser.exit(2, f"evaluate: {args.checkpoint} has no trial config beside it "
+                       "(params.json): name the environments with --env\n")
+    if trial is not None:
+        args.env = args.env or list(dict.fromkeys((trial["env"], *trial["eval_envs"])))
+        args.episodes = args.episodes or trial["eval_episodes"]
+        args.seed = EVAL_SEED_OFFSET + trial["seed"] if args.seed is None else args.seed
+        print(f"evaluating as its trial did, where not overridden: {len(args.env)} "
+              f"environments, {args.episodes} episodes each from seed {args.seed}")
+    args.episodes = args.episodes or 100
+    args.seed = args.seed or 0
     try:
         for env_id in args.env:
             check_env_id(env_id)

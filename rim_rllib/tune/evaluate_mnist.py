@@ -83,23 +83,30 @@ def main(argv=None) -> int:
                         help="image sizes (default: the trial's training and evaluation "
                              "sizes)")
     parser.add_argument("--subset", type=int_at_least(1), default=None,
-                        help="the first N test images (default: all 10,000)")
+                        help="the first N test images (default: the trial's own, its "
+                             "eval_subset, so that the trial's numbers come back)")
     parser.add_argument("--data-dir", default=None,
                         help="MNIST IDX files (default: the trial's, then $RIM_DATA_DIR, "
                              "the user cache, download)")
-    parser.add_argument("--out", default=None, help="also write the table to this CSV")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="also write the table to accuracy.csv in this folder")
     args = parser.parse_args(argv)
     try:
         model, cfg, members = load_trial(args.checkpoint)
         sizes = args.sizes or [cfg["train_size"], *cfg["eval_sizes"]]
-        table = accuracy_table(model, cfg, members, sizes, args.data_dir, args.subset)
+        subset = args.subset or cfg["eval_subset"]
+        table = accuracy_table(model, cfg, members, sizes, args.data_dir, subset)
     except (FileNotFoundError, ValueError, MnistError) as err:
         print(f"evaluate_mnist: {err}", file=sys.stderr)
         return 2
+    shown = ("the first " + str(subset) if subset else "all") + " test images"
+    own = " (the trial's own)" if not args.subset else ""
+    print(f"test accuracy in %, {shown}{own}, at sizes {sizes}:\n")
     print(table.fillna("–").to_markdown(index=False))
     if args.out:
-        atomic_write(Path(args.out), lambda tmp: table.to_csv(tmp, index=False))
-        print(f"wrote {args.out}")
+        args.out.mkdir(parents=True, exist_ok=True)
+        atomic_write(args.out / "accuracy.csv", lambda tmp: table.to_csv(tmp, index=False))
+        print(f"wrote {args.out / 'accuracy.csv'}")
     return 0
 
 

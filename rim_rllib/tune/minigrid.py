@@ -36,7 +36,7 @@ from ray.tune.trainable import trainable as tune_trainable
 
 from rim_rllib.actor_critic import MiniGridActorCritic
 from rim_rllib.rl.envs import check_env_id
-from rim_rllib.rl.evaluate import evaluate
+from rim_rllib.rl.evaluate import EVAL_SEED_OFFSET, evaluate
 from rim_rllib.rl.ppo import (REFERENCE, STACKS, default_env_runners, ppo_config,
                               restore_algorithm, save_algorithm, set_dense_fraction)
 from rim_rllib.collapse import COLLAPSE_METRICS, collapse_metrics
@@ -228,7 +228,7 @@ def _evaluate_all(net, cfg: dict) -> dict:
     activation counts by what the agent sees, into the trial's activations.parquet."""
     metrics, counts = {}, []
     for env_id in dict.fromkeys((cfg["env"], *cfg["eval_envs"])):
-        result = evaluate(net, env_id, cfg["eval_episodes"], seed=10_000 + cfg["seed"])
+        result = evaluate(net, env_id, cfg["eval_episodes"], seed=EVAL_SEED_OFFSET + cfg["seed"])
         metrics[f"return/{env_id}"] = result["mean_return"]
         for unit, rate in enumerate(result["activation_rate"] or []):
             metrics[f"activation/{env_id}/u{unit}"] = rate
