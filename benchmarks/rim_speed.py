@@ -4,7 +4,9 @@
     python benchmarks/rim_speed.py --repeats 20 --json out.json
 
 Prints a table (median seconds per forward+backward, and ratios to nn.LSTM with hidden
-Kt*H, the fused baseline) and writes the same numbers as JSON.
+Kt*H, the fused baseline) and writes the same numbers as JSON. The "RIM packed" row runs a
+PackedSequence of the batch with lengths drawn uniformly from [T/2, T] (unsorted); its
+"x padded" column is its time over the padded batch of the same maximal length T.
 """
 
 import argparse
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 if not __package__:  # run as a file (python benchmarks/rim_speed.py): import from the checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -52,12 +55,14 @@ class ReferenceRIM(nn.Module):
         return torch.stack(outputs), state
 
 
-def time_fwd_bwd(model: nn.Module, x: torch.Tensor, warmup: int, repeats: int) -> list[float]:
+def time_fwd_bwd(model: nn.Module, x, warmup: int, repeats: int) -> list[float]:
+    """Seconds of each of ``repeats`` forward+backward passes of ``model`` over ``x`` (a
+    tensor or a PackedSequence), after ``warmup`` untimed ones."""
     def once():
         model.zero_grad(set_to_none=True)
         out = model(x)[0]
-        out.sum().backward()
-        if x.is_cuda:
+        (out.data if isinstance(out, PackedSequence) else out).sum().backward()
+        if out.data.is_cuda:
             torch.cuda.synchronize()
 
     for _ in range(warmup):
@@ -81,16 +86,25 @@ def bench(name: str, cfg: dict, device: str, warmup: int, repeats: int) -> list[
         f"nn.LSTM({units * hidden})": nn.LSTM(cfg["input_size"], units * hidden).to(device),
     }
     x = torch.randn(cfg["steps"], cfg["batch"], cfg["input_size"], device=device)
+    steps = cfg["steps"]
+    lengths = torch.randint(steps // 2, steps + 1, (cfg["batch"],))
+    lengths[0] = steps  # the padded batch's maximal length
+    packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
+    inputs = {"RIM packed": packed}
+    models = {"RIM (ours)": rim, "RIM packed": rim} | {
+        label: model for label, model in models.items() if label != "RIM (ours)"}
     rows = []
     for label, model in models.items():
         model.train()
-        times = time_fwd_bwd(model, x, warmup, repeats)
+        times = time_fwd_bwd(model, inputs.get(label, x), warmup, repeats)
         rows.append(dict(config=name, device=device, model=label,
                          median_s=statistics.median(times), min_s=min(times),
                          repeats=repeats, **cfg))
-    lstm = rows[-1]["median_s"]
+    lstm, padded = rows[-1]["median_s"], rows[0]["median_s"]
     for row in rows:
         row["ratio_to_lstm"] = row["median_s"] / lstm
+    rows[1]["ratio_to_padded"] = rows[1]["median_s"] / padded
+    rows[1]["mean_length"] = float(lengths.float().mean())
     return rows
 
 
@@ -111,14 +125,16 @@ def main() -> None:
 
     rows = []
     print(f"{'config':15} {'device':6} {'model':22} {'median ms':>10} {'min ms':>9} "
-          f"{'x LSTM':>7}")
+          f"{'x LSTM':>7} {'x padded':>9}")
     for device in devices:
         for name in args.configs:
             for row in bench(name, CONFIGS[name], device, args.warmup, args.repeats):
                 rows.append(row)
+                padded = (f" {row['ratio_to_padded']:9.2f}" if "ratio_to_padded" in row
+                          else "")
                 print(f"{row['config']:15} {row['device']:6} {row['model']:22} "
                       f"{row['median_s'] * 1e3:10.1f} {row['min_s'] * 1e3:9.1f} "
-                      f"{row['ratio_to_lstm']:7.2f}", flush=True)
+                      f"{row['ratio_to_lstm']:7.2f}{padded}", flush=True)
 
     report = dict(torch=torch.__version__, threads=torch.get_num_threads(),
                   machine=platform.machine(), processor=platform.processor(),

@@ -17,9 +17,11 @@ from typing import Callable
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
 
 from rim_rllib.group import GroupLinear, check_float_tensor
-from rim_rllib.rim import CELLS, RIM, RIMCell, RIMScan, RIMStack, checked_states
+from rim_rllib.rim import (CELLS, RIM, RIMCell, RIMScan, RIMStack, checked_states, pack_like,
+                           unpack_sequence)
 
 # RIMCell sizes a pack's members must share (k may differ).
 CELL_SIZES = ("input_size", "hidden_size", "num_units", "cell", "input_key_size",
@@ -206,7 +208,8 @@ class PackedRIM(RIMStack):
     Inputs: input, hx
         - input: :math:`(T, B, D)` read by every member, or :math:`(M, T, B, D)` one
           sequence per member (:math:`(B, T, D)` / :math:`(M, B, T, D)` with
-          ``batch_first``). No unbatched form.
+          ``batch_first``), or a ``PackedSequence`` read by every member. No unbatched
+          form.
         - hx: ``(h_0, c_0)`` or ``h_0``, each :math:`(M, L \cdot dirs, B, K_t H)`; zeros
           when omitted.
         - valid (keyword, optional): :math:`(T, B)` (:math:`(B, T)` with ``batch_first``)
@@ -214,12 +217,16 @@ class PackedRIM(RIMStack):
           :class:`~rim_rllib.RIM`.
         - tiredness (keyword, ``fatigue`` only): :math:`(M, L \cdot dirs, B, K_t)`;
           zeros when omitted.
+        - lengths (keyword, optional): :math:`(B,)` the sequences' lengths, shared by the
+          members; see :class:`~rim_rllib.RIM`.
 
     Outputs: ``output, h_n (or (h_n, c_n)) [, mask] [, tiredness]``, member ``m``'s at index
     ``m`` of a leading dimension :math:`M`: output :math:`(M, T, B, dirs \cdot K_t H)`
     (batch first with ``batch_first``), h_n and c_n :math:`(M, L \cdot dirs, B, K_t H)`,
     mask bool :math:`(M, T, B, L \cdot dirs, K_t)` (batch first with ``batch_first``),
-    tiredness (only when given) like the input's.
+    tiredness (only when given) like the input's. With a ``PackedSequence`` input the
+    output and the mask are packed as it was, the members after the packed dimension:
+    data :math:`(N, M, dirs \cdot K_t H)` and :math:`(N, M, L \cdot dirs, K_t)`.
     """
 
     def __init__(self, rims: list[RIM]):
@@ -239,8 +246,10 @@ class PackedRIM(RIMStack):
                 f"num_layers={self.num_layers}, bidirectional={self.bidirectional}, "
                 f"batch_first={self.batch_first}")
 
-    def forward(self, input: Tensor, hx=None, return_mask: bool = False,
-                valid: Tensor | None = None, tiredness: Tensor | None = None):
+    def forward(self, input: Tensor | PackedSequence, hx=None, return_mask: bool = False,
+                valid: Tensor | None = None, tiredness: Tensor | None = None,
+                lengths: Tensor | None = None):
+        input, lengths, packed = unpack_sequence(input, lengths, valid, self.batch_first)
         check_float_tensor("input", input)
         members = self.num_members
         if (input.dim() not in (3, 4) or input.shape[-1] != self.input_size
@@ -258,9 +267,13 @@ class PackedRIM(RIMStack):
                     self.num_units * self.hidden_size)
         states = checked_states(hx, self.cell, expected, x)
         valid = self._check_valid(valid, x.shape[1], x.shape[2], x)
+        lengths, valid = self._check_lengths(lengths, valid, x.shape[1], x.shape[2], x)
         if tiredness is not None:
             self.cells[0]._check_tiredness(tiredness, expected[:3] + (self.num_units,), x)
-        out, h_n, mask, tired = self._run_layers(x, states, return_mask, valid, tiredness)
+        out, h_n, mask, tired = self._run_layers(x, states, return_mask, valid, tiredness,
+                                                 lengths)
+        if lengths is not None:  # padding reads as zeros, as pad_packed_sequence gives it
+            out = out * valid.unsqueeze(-1)
         if self.batch_first:
             out = out.transpose(1, 2)
         result = (out, tuple(h_n) if self.cell == "lstm" else h_n[0])
@@ -268,6 +281,11 @@ class PackedRIM(RIMStack):
             result += (mask.transpose(1, 2) if self.batch_first else mask,)
         if tiredness is not None:
             result += (tired,)
+        if packed is not None:  # members after the packed dim: data (N, M, ...)
+            result = (pack_like(out.movedim(0, 2), packed, lengths, self.batch_first),
+                      result[1], *((pack_like(result[2].movedim(0, 2), packed, lengths,
+                                              self.batch_first),) if return_mask else ()),
+                      *result[2 + return_mask:])
         return result
 
     def unpack(self) -> list[RIM]:

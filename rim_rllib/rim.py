@@ -19,6 +19,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from rim_rllib.group import (
     GroupGRUCell,
@@ -405,7 +406,8 @@ class RIMScan(nn.Module):
         return self._rank_keep_cache[1].unsqueeze(-1).expand(-1, -1, batch)
 
     def scan(self, x: Tensor, state: list[Tensor], return_mask: bool = False,
-             valid: Tensor | None = None, tiredness: Tensor | None = None):
+             valid: Tensor | None = None, tiredness: Tensor | None = None,
+             hold: bool = False):
         """Run the recurrence over a sequence; the building block of ``RIM``.
 
         Args:
@@ -417,6 +419,9 @@ class RIMScan(nn.Module):
                 statistics (load-balancing loss, usage floor), or ``None`` (all real).
             tiredness: :math:`(M, K_t, B)`, the units' tiredness before the first step
                 (``fatigue`` only), or ``None`` for zeros.
+            hold: at the steps ``valid`` marks as padding, keep the state and the
+                tiredness as they were and activate no unit (variable-length batches:
+                a sequence's final state is the one after its own last step).
 
         Returns:
             ``(outputs, final_state, masks, tiredness)``: ``outputs`` a list of ``T``
@@ -495,23 +500,33 @@ class RIMScan(nn.Module):
         outputs, masks = [], []
         usage = shares = x.new_zeros(members, units, batch)
         valid_steps = [None] * steps if valid is None else valid.unbind(0)
+        # Where no sequence is padded the step need not hold anything (one sync per scan).
+        holding = (valid == 0).any(1).tolist() if hold else [False] * steps
         if not self.fatigue:
             tiredness = None
         elif tiredness is None:
             tiredness = x.new_zeros(members, units, batch)
-        for keys_t, x_t, keep_t, comm_keep_t, jitter_t, valid_t in zip(
-                keys.unbind(0), x_steps, keep, comm_keep, jitter, valid_steps):
+        for keys_t, x_t, keep_t, comm_keep_t, jitter_t, valid_t, hold_t in zip(
+                keys.unbind(0), x_steps, keep, comm_keep, jitter, valid_steps, holding):
             if tiredness is not None:
                 penalty = tiredness * -self.fatigue
                 jitter_t = penalty if jitter_t is None else jitter_t + penalty
-            h, c, mask, share = step(h, c, keys_t, x_t, keep_t, comm_keep_t, jitter_t,
-                                     weights, sizes)
+            h_step, c_step, mask, share = step(h, c, keys_t, x_t, keep_t, comm_keep_t,
+                                               jitter_t, weights, sizes)
+            if hold_t:  # padding: the state waits and no unit is active
+                real = valid_t > 0                                          # (B,)
+                h = torch.where(real.view(1, -1, 1), h_step, h)
+                c = None if c is None else torch.where(real.view(1, -1, 1), c_step, c)
+                mask = mask * valid_t
+            else:
+                h, c = h_step, c_step
             if self.balance_loss:
                 shares = shares + (share if valid_t is None else share * valid_t)
             if self.balance_loss or self.usage_floor:
                 usage = usage + (mask if valid_t is None else mask * valid_t)
             if tiredness is not None:
-                tiredness = tiredness * self.fatigue_decay + mask
+                tired = tiredness * self.fatigue_decay + mask
+                tiredness = torch.where(real, tired, tiredness) if hold_t else tired
             outputs.append(h)
             if return_mask:
                 masks.append(mask.bool())
@@ -782,6 +797,40 @@ class RIMCell(RIMScan):
         return result if len(result) > 1 else result[0]
 
 
+def reverse_each(t: Tensor, reverse: Tensor, time_dim: int, batch_dim: int) -> Tensor:
+    """``t`` with each sequence's steps in the order ``reverse`` :math:`(T, B)` gives (its
+    own steps backwards, its padding in place), over ``t``'s time and batch dims."""
+    shape = [1] * t.dim()
+    shape[time_dim], shape[batch_dim] = reverse.shape
+    return t.gather(time_dim, reverse.view(shape).expand_as(t))
+
+
+def unpack_sequence(input, lengths, valid, batch_first: bool):
+    """``(input, lengths, packed)``: a ``PackedSequence`` as the padded tensor and the
+    lengths ``nn.LSTM`` would see (in the batch's own order, laid out as ``batch_first``
+    says), with ``packed`` the original; any other input as it is, ``packed`` ``None``."""
+    if not isinstance(input, PackedSequence):
+        return input, lengths, None
+    if lengths is not None or valid is not None:
+        raise ValueError("a PackedSequence carries its lengths: pass neither lengths nor "
+                         "valid with one")
+    padded, lengths = pad_packed_sequence(input, batch_first=batch_first)
+    return padded, lengths, input
+
+
+def pack_like(padded: Tensor, like: PackedSequence, lengths: Tensor, batch_first: bool
+              ) -> PackedSequence:
+    """``padded`` :math:`(T, B, *)` (:math:`(B, T, *)` with ``batch_first``), in the
+    batch's own order, packed as ``like`` is: its batch sizes and sort order."""
+    time_major = padded.transpose(0, 1) if batch_first else padded
+    lengths = lengths.cpu()
+    if like.sorted_indices is not None:
+        time_major = time_major.index_select(1, like.sorted_indices)
+        lengths = lengths[like.sorted_indices.cpu()]
+    data = pack_padded_sequence(time_major, lengths).data
+    return PackedSequence(data, like.batch_sizes, like.sorted_indices, like.unsorted_indices)
+
+
 class RIMStack(nn.Module):
     """Layers and directions of RIM cells over ``M`` models at once (``M = 1`` for
     :class:`RIM`); subclasses set ``cells``, the sizes, ``num_members`` and check inputs."""
@@ -812,8 +861,31 @@ class RIMStack(nn.Module):
             return weights.unsqueeze(1)
         return weights.t() if self.batch_first else weights
 
+    def _check_lengths(self, lengths, valid: Tensor | None, steps: int, batch: int | None,
+                       like: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        """``(lengths, valid)``: ``lengths`` (:math:`(B,)`, each in ``1..steps``) as a long
+        tensor on ``like``'s device and the :math:`(T, B)` real-step weights it marks;
+        without lengths, ``(None, valid)``."""
+        if lengths is None:
+            return None, valid
+        if valid is not None:
+            raise ValueError("pass lengths or valid, not both: lengths mark the padding")
+        if batch is None:
+            raise ValueError("lengths needs batched input (seq_len, batch, input_size); "
+                             "an unbatched sequence is one length")
+        lengths = torch.as_tensor(lengths)
+        if (lengths.shape != (batch,) or lengths.is_floating_point()
+                or lengths.dtype == torch.bool or not bool(((lengths >= 1)
+                                                            & (lengths <= steps)).all())):
+            raise ValueError(f"lengths must be {batch} ints in 1..seq_len={steps}, one per "
+                             f"sequence of the batch, got {lengths.tolist()}")
+        lengths = lengths.to(like.device, torch.long)
+        steps_in = torch.arange(steps, device=like.device).unsqueeze(1) < lengths
+        return lengths, steps_in.to(like.dtype)
+
     def _run_layers(self, x: Tensor, states: list[Tensor], return_mask: bool,
-                    valid: Tensor | None = None, tiredness: Tensor | None = None):
+                    valid: Tensor | None = None, tiredness: Tensor | None = None,
+                    lengths: Tensor | None = None):
         r"""Every layer and direction over ``x``.
 
         Args:
@@ -822,6 +894,9 @@ class RIMStack(nn.Module):
             valid: :math:`(T, B)` step weights for the usage statistics, or ``None``.
             tiredness: :math:`(M, L \cdot dirs, B, K_t)` (``fatigue`` only), or ``None``
                 for zeros.
+            lengths: :math:`(B,)` each sequence's length (``valid`` is then its steps):
+                padding holds the state, and the backward direction reads each sequence
+                from its own last step.
 
         Returns: output :math:`(M, T, B, dirs \cdot K_t H)`, ``[h_n(, c_n)]`` like
         ``states``, the mask :math:`(M, T, B, L \cdot dirs, K_t)` (``None`` unless
@@ -831,21 +906,34 @@ class RIMStack(nn.Module):
         members, units, hidden = self.num_members, self.num_units, self.hidden_size
         _, steps, batch, _ = x.shape
         finals, masks, tired = [], [], []
+        reverse = None  # each sequence's own steps backwards, its padding left in place
+        if lengths is not None and self.bidirectional:
+            t = torch.arange(steps, device=x.device).unsqueeze(1)
+            reverse = torch.where(t < lengths, lengths - 1 - t, t)          # (T, B)
         for layer in range(self.num_layers):
             layer_outputs = []
             for direction in range(self.num_directions):
                 index = layer * self.num_directions + direction
                 state = [s[:, index].reshape(members, batch, units, hidden).transpose(1, 2)
                          .reshape(members * units, batch, hidden) for s in states]
-                seq = x.flip(1) if direction else x
-                steps_valid = valid.flip(0) if direction and valid is not None else valid
+                seq, steps_valid = x, valid
+                if direction and reverse is not None:
+                    seq = reverse_each(x, reverse, 1, 2)
+                elif direction:
+                    seq = x.flip(1)
+                    steps_valid = None if valid is None else valid.flip(0)
                 start = None if tiredness is None else tiredness[:, index].transpose(1, 2)
                 outs, final, step_masks, end = self.cells[index].scan(
-                    seq, state, return_mask, steps_valid, start)
+                    seq, state, return_mask, steps_valid, start, hold=lengths is not None)
                 if end is not None:
                     tired.append(end.transpose(1, 2))                          # (M, B, K)
                 out = torch.stack(outs).view(steps, members, units, batch, hidden)
-                if direction:
+                if direction and reverse is not None:
+                    out = reverse_each(out, reverse, 0, 3)
+                    if return_mask:
+                        step_masks = reverse_each(torch.stack(step_masks), reverse, 0, 3
+                                                  ).unbind(0)
+                elif direction:
                     out = out.flip(0)
                     step_masks = step_masks[::-1]
                 layer_outputs.append(out.permute(1, 0, 3, 2, 4).reshape(members, steps, batch, -1))
@@ -886,8 +974,11 @@ class RIM(RIMStack):
             holds the last forward's load-balancing loss), passed to every :class:`RIMCell`.
 
     Inputs: input, hx
-        - input: :math:`(T, B, D)`, :math:`(B, T, D)` with ``batch_first``, or
-          :math:`(T, D)` unbatched.
+        - input: :math:`(T, B, D)`, :math:`(B, T, D)` with ``batch_first``,
+          :math:`(T, D)` unbatched, or a ``PackedSequence`` of variable-length
+          sequences (``torch.nn.utils.rnn.pack_padded_sequence``, sorted or not), as
+          ``nn.LSTM`` takes it: each sequence is then run as if alone, padding never
+          activates a unit, enters the usage statistics or moves the state.
         - hx: ``(h_0, c_0)`` for ``"lstm"``, ``h_0`` for ``"gru"``; each
           :math:`(L \cdot dirs, B, K_t \cdot H)` (no batch dim when unbatched), with unit
           ``j``'s state at features ``j*H:(j+1)*H``. Zeros when omitted.
@@ -898,10 +989,15 @@ class RIM(RIMStack):
         - tiredness (keyword, ``fatigue`` only): :math:`(L \cdot dirs, B, K_t)`
           (no batch dim when unbatched), the units' tiredness before the first step;
           zeros when omitted. Pass the last call's to run a sequence in pieces.
+        - lengths (keyword, optional): :math:`(B,)` ints, each sequence's length in a
+          padded batch: the same as packing it (final states after each sequence's own
+          last step, the backward direction from it, padding inactive), with the
+          output and mask zero at the padding. Not with ``valid``.
 
     Outputs: ``output, h_n (or (h_n, c_n)) [, mask] [, tiredness]``
         - output: :math:`(T, B, dirs \cdot K_t \cdot H)` (batch first with ``batch_first``),
-          the last layer's states at every step.
+          the last layer's states at every step; a ``PackedSequence`` packed as the input
+          was when it was one (and so is the mask).
         - h_n, c_n: like ``hx``, the final states of every layer and direction.
         - mask (only with ``return_mask=True``): bool :math:`(T, B, L \cdot dirs, K_t)`
           (batch first with ``batch_first``), which units were active at each step, layers
@@ -938,8 +1034,10 @@ class RIM(RIMStack):
                 f"k={self.k}, cell={self.cell!r}, num_layers={self.num_layers}, "
                 f"bidirectional={self.bidirectional}, batch_first={self.batch_first}")
 
-    def forward(self, input: Tensor, hx=None, return_mask: bool = False,
-                valid: Tensor | None = None, tiredness: Tensor | None = None):
+    def forward(self, input: Tensor | PackedSequence, hx=None, return_mask: bool = False,
+                valid: Tensor | None = None, tiredness: Tensor | None = None,
+                lengths: Tensor | None = None):
+        input, lengths, packed = unpack_sequence(input, lengths, valid, self.batch_first)
         check_float_tensor("input", input)
         if input.dim() not in (2, 3) or input.shape[-1] != self.input_size:
             raise ValueError(
@@ -956,6 +1054,8 @@ class RIM(RIMStack):
             raise ValueError("input must have at least one time step, got seq_len=0")
         states = self._initial_states(hx, x, batched)
         valid = self._check_valid(valid, steps, batch if batched else None, x)
+        lengths, valid = self._check_lengths(lengths, valid, steps, batch if batched else None,
+                                             x)
         carried = tiredness is not None
         if carried:
             layers = self.num_layers * self.num_directions
@@ -965,8 +1065,10 @@ class RIM(RIMStack):
 
         out, h_n, mask, tired = self._run_layers(x.unsqueeze(0),
                                                  [s.unsqueeze(0) for s in states],
-                                                 return_mask, valid, tiredness)
+                                                 return_mask, valid, tiredness, lengths)
         x, h_n = out[0], [s[0] for s in h_n]
+        if lengths is not None:  # padding reads as zeros, as pad_packed_sequence gives it
+            x = x * valid.unsqueeze(-1)
         if self.aux_loss is not None:
             self.aux_loss = self.aux_loss[0]
         if not batched:
@@ -984,6 +1086,10 @@ class RIM(RIMStack):
             result += (mask,)
         if carried:
             result += (tired[0] if batched else tired[0, :, 0],)
+        if packed is not None:
+            result = (pack_like(result[0], packed, lengths, self.batch_first), result[1],
+                      *((pack_like(result[2], packed, lengths, self.batch_first),)
+                        if return_mask else ()), *result[2 + return_mask:])
         return result
 
     def _initial_states(self, hx, x: Tensor, batched: bool) -> list[Tensor]:
