@@ -11,7 +11,7 @@ ifneq ($(SHARED_MNIST),)
 export RIM_DATA_DIR ?= $(SHARED_MNIST)
 endif
 
-.PHONY: setup study test bench docs clean
+.PHONY: setup study test bench docs figures clean
 
 setup: $(VENV)/.installed
 
@@ -31,7 +31,11 @@ bench: setup
 	$(BIN)/python benchmarks/rim_speed.py $(ARGS)
 
 docs: setup
-	$(BIN)/python -m mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
+
+# Every results page's tables and figures again, from the studies under results/ it names.
+figures: setup
+	$(BIN)/python -m analysis.report --refresh $(wildcard docs/results/*/)
 
 # Only what can be rebuilt: results/ holds every study's results and is never removed here.
 clean:

@@ -10,7 +10,8 @@ Tune's experiment state file to the results file), the machine, then every table
 :func:`analysis.tables.study_tables`, what the verdicts say, and the three figures of
 :mod:`analysis.plots`, all in the folder ``--out``: ``index.md`` and the figures beside it
 (the site's page ``results/<folder>/``). Regenerating a page is running this again on the
-same study directory.
+same study directory, or ``--refresh PAGE ...`` (``make figures``), which takes what each
+page states of its run from the page itself.
 """
 
 import argparse
@@ -114,18 +115,64 @@ def verdicts_in_words(verdict) -> list[str]:
     return lines + [""]
 
 
+def page_stamp(page: Path) -> dict:
+    """What a page made by this module says of its run: ``title``, ``command``,
+    ``commit``, ``machine`` and ``study`` (its name)."""
+    index = page / "index.md"
+    text = index.read_text() if index.is_file() else ""
+    rows = dict(re.findall(r"^\| (command|commit|machine|study) \| (.+?) \|$", text, re.M))
+    title = re.match(r"# (.+)\n", text)
+    if title is None or set(rows) != {"command", "commit", "machine", "study"}:
+        raise ValueError(f"{index} is not a results page made by analysis.report (no "
+                         "title, command, commit, machine and study rows)")
+    return dict(title=title[1], command=rows["command"].strip("`"),
+                commit=rows["commit"].strip("`"), machine=rows["machine"],
+                study=re.match(r"`([^`]+)`", rows["study"])[1])
+
+
+def refresh(pages: list[Path], storage: Path) -> int:
+    """Render each page again from its study under ``storage``, with the command, commit
+    and machine it states (``make figures``). Returns 0, or 1 when a page could not be
+    (its study is not under ``storage``), after trying all."""
+    status = 0
+    for page in pages:
+        try:
+            stamp = page_stamp(page)
+            text = render(storage / stamp["study"], stamp["title"], stamp["command"],
+                          stamp["commit"], page, stamp["machine"])
+        except (FileNotFoundError, ValueError) as err:
+            print(f"analysis.report: {page}: not refreshed: {err}", file=sys.stderr)
+            status = 1
+            continue
+        atomic_write(page / "index.md", lambda tmp: Path(tmp).write_text(text))
+        print(f"refreshed {page / 'index.md'} from {storage / stamp['study']}")
+    return status
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("study", type=Path, help="a finished study's directory")
-    parser.add_argument("--out", type=Path, required=True,
+    parser.add_argument("study", type=Path, nargs="?", help="a finished study's directory")
+    parser.add_argument("--out", type=Path,
                         help="the page's folder: index.md and its figures go there")
-    parser.add_argument("--title", required=True)
-    parser.add_argument("--command", required=True, help="the command that ran the study")
-    parser.add_argument("--commit", required=True, help="the commit it ran at")
+    parser.add_argument("--title")
+    parser.add_argument("--command", help="the command that ran the study")
+    parser.add_argument("--commit", help="the commit it ran at")
     parser.add_argument("--hardware", default=None,
                         help="the machine it ran on (default: this one)")
+    parser.add_argument("--refresh", type=Path, nargs="+", metavar="PAGE",
+                        help="instead: render these pages' folders again from their studies "
+                             "under --storage, keeping what each page states of its run")
+    parser.add_argument("--storage", type=Path, default=Path("results"),
+                        help="where --refresh finds the studies (default: ./results)")
     args = parser.parse_args(argv)
+    if args.refresh:
+        return refresh(args.refresh, args.storage)
+    missing = [f"--{name}" for name in ("out", "title", "command", "commit")
+               if getattr(args, name) is None]
+    if args.study is None or missing:
+        parser.error(f"a study directory and {', '.join(missing) or 'its page options'} are "
+                     "needed (or --refresh PAGE ...)")
     try:
         page = render(args.study, args.title, args.command, args.commit, args.out,
                       args.hardware)

@@ -120,7 +120,7 @@ def test_a_results_page_states_the_run_and_shows_its_tables_and_figures(tmp_path
     from analysis.report import main as report_main
     from rim_rllib.tune.results import SCHEMA, write_parquet_atomic
     data = results({("rim", 6, 4): [0.8, 0.9, 0.85], ("lstm", 6, None): [0.5, 0.6, 0.55]})
-    data = data.assign(study="s", trial_id=data["model"], member=data["seed"], task="mnist",
+    data = data.assign(study="study", trial_id=data["model"], member=data["seed"], task="mnist",
                        hidden_size=8, iteration=1, budget=1.0, budget_unit="epoch",
                        wall_time_s=1.0, status="TERMINATED", config_json="{}",
                        schema_version=2)
@@ -144,3 +144,11 @@ def test_a_results_page_states_the_run_and_shows_its_tables_and_figures(tmp_path
         "index.md", "improvement.png", "transfer.png", "learning_curves.png"}
     assert report_main([str(tmp_path), "--out", str(page), "--title", "x", "--command", "c",
                         "--commit", "c"]) == 2  # not a study directory
+    # make figures: the page again from its study, with what the page says of its run
+    (page / "improvement.png").unlink()
+    assert report_main(["--refresh", str(page), "--storage", str(tmp_path)]) == 0
+    assert (page / "index.md").read_text() == text and (page / "improvement.png").is_file()
+    (tmp_path / "hand-written").mkdir()
+    (tmp_path / "hand-written" / "index.md").write_text("# Notes\n")
+    assert report_main(["--refresh", str(tmp_path / "hand-written"), str(page),
+                        "--storage", str(tmp_path)]) == 1  # the other page is still done
