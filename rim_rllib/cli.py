@@ -1,9 +1,12 @@
 """Command-line helpers shared by the study scripts, the analysis tools and
-``rim_rllib.rl.evaluate`` (standard library only)."""
+``rim_rllib.rl.evaluate`` (the standard library and atomic writes only)."""
 
 import argparse
 import ast
 import math
+from pathlib import Path
+
+from rim_rllib.atomic import atomic_write
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter,
@@ -50,6 +53,14 @@ class Distinct(argparse.Action):
                                "models again and count them as more samples\n")
             seen.append(value)
         setattr(namespace, self.dest, values)
+
+
+def show_table(table, out: Path | None, name: str) -> None:
+    """Print ``table`` (a pandas DataFrame) as Markdown, missing values as "–", and with a
+    folder ``out`` also write it there as the CSV file ``name``, atomically."""
+    print(table.fillna("–").to_markdown(index=False))
+    if out is not None:
+        print("wrote", atomic_write(Path(out) / name, lambda tmp: table.to_csv(tmp, index=False)))
 
 
 def config_override(text: str) -> tuple[str, object]:

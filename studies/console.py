@@ -26,6 +26,8 @@ COMMANDS = {
     "activations": ("analysis.activations", "unit activation maps of a study"),
     "evaluate-mnist": ("rim_rllib.tune.evaluate_mnist", "an MNIST checkpoint at any image "
                                                         "sizes"),
+    "evaluate-copying": ("rim_rllib.tune.evaluate_copying", "a copying-task checkpoint at "
+                                                            "any dormant lengths"),
     "evaluate-rl": ("rim_rllib.rl.evaluate", "an RLlib checkpoint on MiniGrid environments"),
     "bench": (None, "a benchmark: " + ", ".join(("rim-speed", "pack-speed", "gpu-step",
                                                   "rl-throughput", "asha-vs-grid"))),

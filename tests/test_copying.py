@@ -1,6 +1,7 @@
 """The copying task: the generator's layout, the trainable, the study."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from rim_rllib.copying_data import (BLANK, MARKER, NUM_RECALL, copying_batch,
@@ -145,3 +146,21 @@ def test_a_copying_study_writes_every_metric_and_length(tmp_path, ray_session, c
     assert ce.loc[0, "5*"] != table.loc[0, "5*"]
     with pytest.raises(ValueError, match=r"--metric must be one of"):
         build_table(df, "accuracy")
+    # The copying evaluator gives a trial's own numbers back from its last checkpoint, and
+    # evaluates at a length the trial never saw.
+    from rim_rllib.tune.evaluate_copying import main as evaluate_main
+    rims = final[(final["model"] == "rim") & (final["metric"] == "recall_accuracy")]
+    trial = next(p for p in (tmp_path / "copy").iterdir()
+                 if rims["trial_id"].iloc[0] in p.name)
+    capsys.readouterr()
+    assert evaluate_main([str(max(trial.glob("checkpoint_*"))), "--dormants", "10", "40",
+                          "--out", str(tmp_path / "evaluated")]) == 0
+    assert "| 5*" in capsys.readouterr().out
+    evaluated = pd.read_csv(tmp_path / "evaluated" / "recall.csv")
+    assert sorted(evaluated["dormant"].unique()) == [5, 10, 40]
+    reported = rims.set_index(["Ka", "seed", "eval_on"])["value"] * 100
+    for row in evaluated[evaluated["dormant"].isin([5, 10])].itertuples():
+        assert row.recall_accuracy == pytest.approx(
+            reported[(row.Ka, row.seed, str(row.dormant))], abs=1e-3)
+    assert evaluate_main([str(trial)]) == 2
+    assert "is not a copying trial checkpoint" in capsys.readouterr().err

@@ -18,8 +18,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from rim_rllib.atomic import atomic_write
-from rim_rllib.cli import HelpFormatter, int_at_least
+from rim_rllib.cli import HelpFormatter, int_at_least, show_table
 from rim_rllib.mnist_data import MnistError, find_data_dir, sequential_mnist
 from rim_rllib.packing import pack
 from rim_rllib.tune.config import pack_members
@@ -102,11 +101,7 @@ def main(argv=None) -> int:
     shown = ("the first " + str(subset) if subset else "all") + " test images"
     own = " (the trial's own)" if not args.subset else ""
     print(f"test accuracy in %, {shown}{own}, at sizes {sizes}:\n")
-    print(table.fillna("–").to_markdown(index=False))
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        atomic_write(args.out / "accuracy.csv", lambda tmp: table.to_csv(tmp, index=False))
-        print(f"wrote {args.out / 'accuracy.csv'}")
+    show_table(table, args.out, "accuracy.csv")
     return 0
 
 

@@ -25,14 +25,12 @@ import json
 import logging
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from ray import tune
-from ray.tune.trainable import trainable as tune_trainable
 
 from rim_rllib.actor_critic import MiniGridActorCritic
 from rim_rllib.rl.envs import check_env_id
@@ -42,6 +40,7 @@ from rim_rllib.rl.ppo import (REFERENCE, STACKS, default_env_runners, ppo_config
 from rim_rllib.collapse import COLLAPSE_METRICS, collapse_metrics
 from rim_rllib.tune.activations import count_activations, write_activations
 from rim_rllib.rim import RANK_RULES
+from rim_rllib.tune.logs import trainable_logs_in
 from rim_rllib.tune.config import (check_k_anneal, check_numbers, check_rank_by,
                                    config_error, flat_config)
 
@@ -158,19 +157,6 @@ def _network(algo, stack: str):
     return algo.get_module().net if stack == "new" else algo.get_policy().model.net
 
 
-@contextmanager
-def _algorithm_logs_in(directory: str):
-    """RLlib's Algorithm is a Tune Trainable; built inside a trial it has no storage of its
-    own and makes an (empty) log folder under Ray's hard-coded ``~/ray_results`` for every
-    trial. Point it at the trial's directory while it is built."""
-    saved = tune_trainable.DEFAULT_STORAGE_PATH
-    tune_trainable.DEFAULT_STORAGE_PATH = directory
-    try:
-        yield
-    finally:
-        tune_trainable.DEFAULT_STORAGE_PATH = saved
-
-
 def train_minigrid(config: dict) -> None:
     """The Tune function trainable (see the module docstring)."""
     cfg = resolve_config(config)
@@ -182,7 +168,7 @@ def train_minigrid(config: dict) -> None:
         cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)
         runners = default_env_runners(int(cpus), (cfg["ppo"] or {}).get(
             "num_envs", REFERENCE["num_envs"]))
-    with _algorithm_logs_in(tune.get_context().get_trial_dir()):
+    with trainable_logs_in(tune.get_context().get_trial_dir()):  # RLlib's Algorithm
         algo = ppo_config(cfg["env"], model, stack=cfg["stack"], num_env_runners=runners,
                           seed=cfg["seed"], **(cfg["ppo"] or {})).build_algo()
     frames = 0
