@@ -28,8 +28,8 @@ def results_arguments(doc: str, outputs: str, argv=None,
     if args.out:
         out = Path(args.out)
     elif is_uri(args.results):
-        study = args.results.rstrip("/").split("/")[-2 if args.results.endswith(".parquet")
-                                                        else -1]
+        path = args.results.partition("?")[0].rstrip("/")  # without a query string
+        study = path.split("/")[-2 if path.endswith(".parquet") else -1]
         out = Path("results") / study
     else:
         path = Path(args.results)

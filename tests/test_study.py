@@ -1,5 +1,7 @@
 """A tiny real Tune sweep through the study runner, its parquet, and the analysis on it."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -381,3 +383,14 @@ def test_a_trial_reserves_its_helper_actors_cpus(ray_session):
     assert resources.bundles == [{"CPU": 1}, {"CPU": 1}, {"CPU": 1}]
     spec.helper_cpus = 0
     assert _trial_resources(spec, address="auto") == {"cpu": 1}
+
+
+def test_storage_uris_keep_their_query_at_the_end():
+    """A bucket reached through parameters (an S3 endpoint of one's own) keeps them after
+    the study's path, where a string join would put the path inside the query."""
+    from rim_rllib.tune.results import join_location
+    uri = "s3://bucket/studies?endpoint_override=127.0.0.1:9000&scheme=http"
+    assert join_location(uri, "mnist", "results.parquet") == (
+        "s3://bucket/studies/mnist/results.parquet?endpoint_override=127.0.0.1:9000&scheme=http")
+    assert join_location("s3://bucket/studies/", "mnist") == "s3://bucket/studies/mnist"
+    assert join_location("results", "mnist") == str(Path("results") / "mnist")

@@ -190,6 +190,17 @@ def is_uri(location) -> bool:
     return "://" in str(location)
 
 
+def join_location(location, *parts: str) -> str:
+    """``location`` (a local path or a URI) with path ``parts`` appended; a URI's query
+    (``s3://bucket/studies?endpoint_override=host:9000``) stays at the end, where a plain
+    string join would put the parts inside it."""
+    location = str(location)
+    if not is_uri(location):
+        return os.path.join(location, *parts)
+    base, sep, query = location.partition("?")
+    return "/".join([base.rstrip("/"), *parts]) + sep + query
+
+
 def export_results(experiment_path: str | os.PathLike, study: str, task: str,
                    out: str | os.PathLike | None = None) -> str:
     """Read a Tune experiment directory (local or a cloud URI) and write its results
@@ -202,7 +213,7 @@ def export_results(experiment_path: str | os.PathLike, study: str, task: str,
         rows += trial_rows(study, task, trial.trial_id, trial.status, trial.config,
                            analysis.trial_dataframes.get(trial.trial_id, pd.DataFrame()))
     table = pa.Table.from_pylist(rows, schema=SCHEMA)
-    out = str(out) if out is not None else f"{str(experiment_path).rstrip('/')}/{RESULTS_FILE}"
+    out = str(out) if out is not None else join_location(experiment_path, RESULTS_FILE)
     if is_uri(out):
         pq.write_table(table, out)  # an object store publishes the object whole
     else:
@@ -222,6 +233,8 @@ def read_results(location: str | os.PathLike) -> pd.DataFrame:
         location = path / RESULTS_FILE if path.is_dir() else path
         if not location.is_file():
             raise FileNotFoundError(f"no results parquet at {location}")
+    elif not str(location).partition("?")[0].endswith(".parquet"):  # a study directory
+        location = join_location(location, RESULTS_FILE)
     table = pq.read_table(location)
     if "member" not in table.column_names:  # schema version 1: one model per trial
         table = table.add_column(3, "member", pa.array([0] * len(table), pa.int32()))

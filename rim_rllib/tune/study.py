@@ -28,7 +28,7 @@ from ray.tune.schedulers import ASHAScheduler
 
 from rim_rllib.cli import Distinct, config_override, float_at_least, int_at_least
 from rim_rllib.mnist_data import MnistError
-from rim_rllib.tune.results import export_results, is_uri
+from rim_rllib.tune.results import export_results, is_uri, join_location
 
 
 PACKINGS = ("none", "seeds", "sweep")
@@ -320,7 +320,7 @@ def build_tuner(spec: StudySpec, storage: str, resume: bool = False,
     Ray must be initialised."""
     resources = resources or _trial_resources(spec)
     trainable = tune.with_resources(spec.trainable, resources)
-    experiment = os.path.join(storage, spec.name)
+    experiment = join_location(storage, spec.name)
     if resume:
         if not tune.Tuner.can_restore(experiment):
             raise StudyInputError(f"--resume: no study to resume at {experiment}")
@@ -455,7 +455,7 @@ def execute_study(spec: StudySpec, address: str | None = None, storage: str = "r
     errors = Counter(_last_line(r.error) for r in results if r.error is not None)
     failures = [f"{n} trial{'s' if n > 1 else ''} failed: {line}"
                 for line, n in errors.most_common()]
-    path = export_results(os.path.join(storage, spec.name), spec.name, spec.task)
+    path = export_results(join_location(storage, spec.name), spec.name, spec.task)
     return StudyOutcome(path, failures)
 
 
