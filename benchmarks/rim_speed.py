@@ -80,23 +80,21 @@ def bench(name: str, cfg: dict, device: str, warmup: int, repeats: int) -> list[
     rim_kwargs = {key: value for key, value in cfg.items() if key not in ("batch", "steps")}
     units, hidden = cfg["num_units"], cfg["hidden_size"]
     rim = RIM(**rim_kwargs).to(device)
-    models = {
-        "RIM (ours)": rim,
-        "RIM (per-unit loop)": ReferenceRIM(rim).to(device),
-        f"nn.LSTM({units * hidden})": nn.LSTM(cfg["input_size"], units * hidden).to(device),
-    }
     x = torch.randn(cfg["steps"], cfg["batch"], cfg["input_size"], device=device)
     steps = cfg["steps"]
     lengths = torch.randint(steps // 2, steps + 1, (cfg["batch"],))
     lengths[0] = steps  # the padded batch's maximal length
-    packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
-    inputs = {"RIM packed": packed}
-    models = {"RIM (ours)": rim, "RIM packed": rim} | {
-        label: model for label, model in models.items() if label != "RIM (ours)"}
+    runs = {  # label: (model, input); the padded RIM first, the LSTM last
+        "RIM (ours)": (rim, x),
+        "RIM packed": (rim, pack_padded_sequence(x, lengths, enforce_sorted=False)),
+        "RIM (per-unit loop)": (ReferenceRIM(rim).to(device), x),
+        f"nn.LSTM({units * hidden})": (nn.LSTM(cfg["input_size"], units * hidden).to(device),
+                                       x),
+    }
     rows = []
-    for label, model in models.items():
+    for label, (model, inputs) in runs.items():
         model.train()
-        times = time_fwd_bwd(model, inputs.get(label, x), warmup, repeats)
+        times = time_fwd_bwd(model, inputs, warmup, repeats)
         rows.append(dict(config=name, device=device, model=label,
                          median_s=statistics.median(times), min_s=min(times),
                          repeats=repeats, **cfg))

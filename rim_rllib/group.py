@@ -10,6 +10,12 @@ import torch
 from torch import Tensor, nn
 
 
+def is_number(value) -> bool:
+    """A finite int or float, not a bool (which Python counts as an int)."""
+    return (not isinstance(value, bool) and isinstance(value, (int, float))
+            and math.isfinite(value))
+
+
 def check_positive_int(name: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from rim_rllib.group import GroupLinear, check_float_tensor
-from rim_rllib.rim import (CELLS, RIM, RIMCell, RIMScan, RIMStack, checked_states, pack_like,
+from rim_rllib.rim import (CELLS, RIM, RIMCell, RIMScan, RIMStack, checked_states,
                            unpack_sequence)
 
 # RIMCell sizes a pack's members must share (k may differ).
@@ -272,8 +272,6 @@ class PackedRIM(RIMStack):
             self.cells[0]._check_tiredness(tiredness, expected[:3] + (self.num_units,), x)
         out, h_n, mask, tired = self._run_layers(x, states, return_mask, valid, tiredness,
                                                  lengths)
-        if lengths is not None:  # padding reads as zeros, as pad_packed_sequence gives it
-            out = out * valid.unsqueeze(-1)
         if self.batch_first:
             out = out.transpose(1, 2)
         result = (out, tuple(h_n) if self.cell == "lstm" else h_n[0])
@@ -281,12 +279,7 @@ class PackedRIM(RIMStack):
             result += (mask.transpose(1, 2) if self.batch_first else mask,)
         if tiredness is not None:
             result += (tired,)
-        if packed is not None:  # members after the packed dim: data (N, M, ...)
-            result = (pack_like(out.movedim(0, 2), packed, lengths, self.batch_first),
-                      result[1], *((pack_like(result[2].movedim(0, 2), packed, lengths,
-                                              self.batch_first),) if return_mask else ()),
-                      *result[2 + return_mask:])
-        return result
+        return self._packed_like(result, packed, lengths, return_mask, members_dim=0)
 
     def unpack(self) -> list[RIM]:
         """Standalone RIMs holding this pack's weights, in member order."""

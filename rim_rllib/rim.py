@@ -29,6 +29,7 @@ from rim_rllib.group import (
     check_positive_int,
     check_shape,
     gru_update,
+    is_number,
     lstm_update,
 )
 
@@ -43,19 +44,13 @@ def _check_cell(cell) -> None:
         raise ValueError(f"cell must be one of {sorted(CELLS)}, got {cell!r}")
 
 
-def _is_number(value) -> bool:
-    """A finite int or float, not a bool (which Python counts as an int)."""
-    return (not isinstance(value, bool) and isinstance(value, (int, float))
-            and math.isfinite(value))
-
-
 def _check_bool(name: str, value) -> None:
     if not isinstance(value, bool):
         raise ValueError(f"{name} must be True or False, got {value!r}")
 
 
 def _check_dropout(name: str, value) -> None:
-    if not _is_number(value) or not 0 <= value < 1:
+    if not is_number(value) or not 0 <= value < 1:
         raise ValueError(f"{name} must be a probability in [0, 1), got {value!r}")
 
 
@@ -285,7 +280,7 @@ def set_dense_fraction_(module: nn.Module, fraction: float, in_eval: bool = Fals
     mode: its behaviour policy must use the same units as the policy it learns (a training
     loop that sets it sets ``fraction`` back to 0 before evaluating). Not for CUDA-graphed
     steps (the counts are fixed at capture). Returns ``module``."""
-    if not _is_number(fraction) or not 0 <= fraction <= 1:
+    if not is_number(fraction) or not 0 <= fraction <= 1:
         raise ValueError(f"fraction must be a number in [0, 1], got {fraction!r}")
     _check_bool("in_eval", in_eval)
     for sub in module.modules():
@@ -407,7 +402,7 @@ class RIMScan(nn.Module):
 
     def scan(self, x: Tensor, state: list[Tensor], return_mask: bool = False,
              valid: Tensor | None = None, tiredness: Tensor | None = None,
-             hold: bool = False):
+             hold: list[bool] | None = None):
         """Run the recurrence over a sequence; the building block of ``RIM``.
 
         Args:
@@ -419,9 +414,10 @@ class RIMScan(nn.Module):
                 statistics (load-balancing loss, usage floor), or ``None`` (all real).
             tiredness: :math:`(M, K_t, B)`, the units' tiredness before the first step
                 (``fatigue`` only), or ``None`` for zeros.
-            hold: at the steps ``valid`` marks as padding, keep the state and the
-                tiredness as they were and activate no unit (variable-length batches:
-                a sequence's final state is the one after its own last step).
+            hold: for variable-length batches, per step whether ``valid`` marks any
+                padding there; at those steps the padded sequences keep their state and
+                tiredness and activate no unit (a sequence's final state is the one after
+                its own last step). ``None``: every step is computed as real.
 
         Returns:
             ``(outputs, final_state, masks, tiredness)``: ``outputs`` a list of ``T``
@@ -500,8 +496,7 @@ class RIMScan(nn.Module):
         outputs, masks = [], []
         usage = shares = x.new_zeros(members, units, batch)
         valid_steps = [None] * steps if valid is None else valid.unbind(0)
-        # Where no sequence is padded the step need not hold anything (one sync per scan).
-        holding = (valid == 0).any(1).tolist() if hold else [False] * steps
+        holding = hold or [False] * steps
         if not self.fatigue:
             tiredness = None
         elif tiredness is None:
@@ -715,7 +710,7 @@ class RIMCell(RIMScan):
         self.rank_by = rank_by
         _check_bool("balance_loss", balance_loss)
         self.balance_loss = balance_loss
-        if not _is_number(score_noise) or score_noise < 0:
+        if not is_number(score_noise) or score_noise < 0:
             raise ValueError(f"score_noise must be a finite scale >= 0, got {score_noise!r}")
         if score_noise_type not in SCORE_NOISE_TYPES:
             raise ValueError(f"score_noise_type must be one of {list(SCORE_NOISE_TYPES)}, "
@@ -728,16 +723,16 @@ class RIMCell(RIMScan):
         self.cosine_scores = cosine_scores
         _check_bool("query_bias", query_bias)
         self.query_bias = query_bias
-        if not _is_number(usage_floor) or not 0 <= usage_floor < k / num_units:
+        if not is_number(usage_floor) or not 0 <= usage_floor < k / num_units:
             raise ValueError(f"usage_floor must be a rate in [0, k/num_units={k}/{num_units}) "
                              f"(every unit can reach it), got {usage_floor!r}")
-        if not _is_number(usage_floor_step) or usage_floor_step <= 0:
+        if not is_number(usage_floor_step) or usage_floor_step <= 0:
             raise ValueError(f"usage_floor_step must be a finite number > 0, got {usage_floor_step!r}")
         self.usage_floor = float(usage_floor)
         self.usage_floor_step = float(usage_floor_step)
-        if not _is_number(fatigue) or fatigue < 0:
+        if not is_number(fatigue) or fatigue < 0:
             raise ValueError(f"fatigue must be a finite number >= 0, got {fatigue!r}")
-        if not _is_number(fatigue_decay) or not 0 <= fatigue_decay < 1:
+        if not is_number(fatigue_decay) or not 0 <= fatigue_decay < 1:
             raise ValueError(f"fatigue_decay must be a number in [0, 1), got {fatigue_decay!r}")
         self.fatigue = float(fatigue)
         self.fatigue_decay = float(fatigue_decay)
@@ -883,6 +878,24 @@ class RIMStack(nn.Module):
         steps_in = torch.arange(steps, device=like.device).unsqueeze(1) < lengths
         return lengths, steps_in.to(like.dtype)
 
+    def _packed_like(self, result: tuple, packed: PackedSequence | None, lengths,
+                     return_mask: bool, members_dim: int | None = None) -> tuple:
+        """A forward's ``result`` with its output (and mask) packed as the input
+        ``packed`` was; as it is when the input was no ``PackedSequence``. A pack's
+        outputs lead with the members' dim ``members_dim`` (0), which moves after the
+        packed one."""
+        if packed is None:
+            return result
+
+        def repack(t: Tensor) -> PackedSequence:
+            t = t if members_dim is None else t.movedim(members_dim, 2)
+            return pack_like(t, packed, lengths, self.batch_first)
+
+        out, states, *rest = result
+        if return_mask:
+            rest[0] = repack(rest[0])
+        return (repack(out), states, *rest)
+
     def _run_layers(self, x: Tensor, states: list[Tensor], return_mask: bool,
                     valid: Tensor | None = None, tiredness: Tensor | None = None,
                     lengths: Tensor | None = None):
@@ -898,7 +911,8 @@ class RIMStack(nn.Module):
                 padding holds the state, and the backward direction reads each sequence
                 from its own last step.
 
-        Returns: output :math:`(M, T, B, dirs \cdot K_t H)`, ``[h_n(, c_n)]`` like
+        Returns: output :math:`(M, T, B, dirs \cdot K_t H)` (zeros at the padding with
+        ``lengths``, as ``pad_packed_sequence`` gives it), ``[h_n(, c_n)]`` like
         ``states``, the mask :math:`(M, T, B, L \cdot dirs, K_t)` (``None`` unless
         ``return_mask``) and the final tiredness like ``tiredness`` (``None`` without
         ``fatigue``).
@@ -906,8 +920,13 @@ class RIMStack(nn.Module):
         members, units, hidden = self.num_members, self.num_units, self.hidden_size
         _, steps, batch, _ = x.shape
         finals, masks, tired = [], [], []
-        reverse = None  # each sequence's own steps backwards, its padding left in place
+        reverse = hold = None
+        if lengths is not None:
+            # The steps with padding, the same read either way (padding stays last): one
+            # host sync per forward, and the steps without any need not hold.
+            hold = (valid == 0).any(1).tolist()
         if lengths is not None and self.bidirectional:
+            # Each sequence's own steps backwards, its padding left in place.
             t = torch.arange(steps, device=x.device).unsqueeze(1)
             reverse = torch.where(t < lengths, lengths - 1 - t, t)          # (T, B)
         for layer in range(self.num_layers):
@@ -924,7 +943,7 @@ class RIMStack(nn.Module):
                     steps_valid = None if valid is None else valid.flip(0)
                 start = None if tiredness is None else tiredness[:, index].transpose(1, 2)
                 outs, final, step_masks, end = self.cells[index].scan(
-                    seq, state, return_mask, steps_valid, start, hold=lengths is not None)
+                    seq, state, return_mask, steps_valid, start, hold)
                 if end is not None:
                     tired.append(end.transpose(1, 2))                          # (M, B, K)
                 out = torch.stack(outs).view(steps, members, units, batch, hidden)
@@ -944,6 +963,8 @@ class RIMStack(nn.Module):
             x = torch.cat(layer_outputs, dim=-1) if self.bidirectional else layer_outputs[0]
             if self.dropout > 0 and self.training and layer < self.num_layers - 1:
                 x = F.dropout(x, self.dropout)
+        if lengths is not None:
+            x = x * valid.unsqueeze(-1)
         h_n = [torch.stack([f[i] for f in finals], 1) for i in range(len(states))]
         if self.cells[0].balance_loss:  # the mean over layers and directions, (M,)
             self.aux_loss = torch.stack([cell.aux_loss for cell in self.cells]).mean(0)
@@ -1067,8 +1088,6 @@ class RIM(RIMStack):
                                                  [s.unsqueeze(0) for s in states],
                                                  return_mask, valid, tiredness, lengths)
         x, h_n = out[0], [s[0] for s in h_n]
-        if lengths is not None:  # padding reads as zeros, as pad_packed_sequence gives it
-            x = x * valid.unsqueeze(-1)
         if self.aux_loss is not None:
             self.aux_loss = self.aux_loss[0]
         if not batched:
@@ -1086,11 +1105,7 @@ class RIM(RIMStack):
             result += (mask,)
         if carried:
             result += (tired[0] if batched else tired[0, :, 0],)
-        if packed is not None:
-            result = (pack_like(result[0], packed, lengths, self.batch_first), result[1],
-                      *((pack_like(result[2], packed, lengths, self.batch_first),)
-                        if return_mask else ()), *result[2 + return_mask:])
-        return result
+        return self._packed_like(result, packed, lengths, return_mask)
 
     def _initial_states(self, hx, x: Tensor, batched: bool) -> list[Tensor]:
         layers = self.num_layers * self.num_directions

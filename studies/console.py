@@ -11,6 +11,9 @@ lists them.
 import importlib
 import sys
 
+#: ``rim bench`` name -> the benchmark's module.
+BENCHMARKS = {name: f"benchmarks.{name.replace('-', '_')}" for name in (
+    "rim-speed", "pack-speed", "gpu-step", "rl-throughput", "asha-vs-grid")}
 #: ``rim`` subcommand -> (module whose ``main`` it runs, what it does).
 COMMANDS = {
     "sweep": ("studies.ka_sweep", "a Ka sweep with the LSTM baseline on one task (the main "
@@ -29,11 +32,8 @@ COMMANDS = {
     "evaluate-copying": ("rim_rllib.tune.evaluate_copying", "a copying-task checkpoint at "
                                                             "any dormant lengths"),
     "evaluate-rl": ("rim_rllib.rl.evaluate", "an RLlib checkpoint on MiniGrid environments"),
-    "bench": (None, "a benchmark: " + ", ".join(("rim-speed", "pack-speed", "gpu-step",
-                                                  "rl-throughput", "asha-vs-grid"))),
+    "bench": (None, "a benchmark: " + ", ".join(BENCHMARKS)),
 }
-BENCHMARKS = {name: f"benchmarks.{name.replace('-', '_')}" for name in (
-    "rim-speed", "pack-speed", "gpu-step", "rl-throughput", "asha-vs-grid")}
 
 
 def usage() -> str:
@@ -46,8 +46,8 @@ def usage() -> str:
 def resolve(argv: list[str]) -> tuple[str, str, list[str]]:
     """``(prog, module, arguments)`` of a ``rim`` command line; ``SystemExit`` with the
     usage when it names no command, an unknown one, or an unknown benchmark."""
-    if not argv or argv[0] in ("-h", "--help"):
-        raise SystemExit(usage() if argv else f"{usage()}\n\nrim: error: name a command")
+    if not argv:
+        raise SystemExit(f"{usage()}\n\nrim: error: name a command")
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
         raise SystemExit(f"rim: error: unknown command {command!r}; expected one of "
@@ -64,13 +64,10 @@ def resolve(argv: list[str]) -> tuple[str, str, list[str]]:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    try:
-        prog, module, rest = resolve(argv)
-    except SystemExit as stop:
-        if argv and argv[0] in ("-h", "--help"):
-            print(stop.code)
-            return 0
-        raise
+    if argv[:1] in (["-h"], ["--help"]):
+        print(usage())
+        return 0
+    prog, module, rest = resolve(argv)
     # The tools parse sys.argv as when run alone; their usage lines then say "rim COMMAND".
     sys.argv = [prog, *rest]
     return importlib.import_module(module).main() or 0

@@ -4,6 +4,8 @@ Ray, write and return its train-vs-transfer table; bad input ends in one line.""
 import argparse
 from typing import Callable
 
+from tabulate import tabulate
+
 from analysis.tables import study_tables, summarise, write_table
 from rim_rllib.tune.results import read_results
 from rim_rllib.cli import Distinct, int_at_least
@@ -69,12 +71,9 @@ def show_config(spec: StudySpec) -> str:
     task = spec.task if spec.task != "minigrid" else "minigrid-empty"
     rows = [(key, repr(default), study_setting(spec, key) or "default")
             for key, default in sorted(config_keys(task).items())]
-    widths = [max(len(row[i]) for row in rows + [("key", "default", "this study")])
-              for i in range(3)]
-    lines = [f"study {spec.name}: trial config keys"] + [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
-        for row in [("key", "default", "this study"), *rows]]
-    return "\n".join(lines)
+    return f"study {spec.name}: trial config keys\n" + tabulate(
+        rows, headers=("key", "default", "this study"), tablefmt="plain",
+        disable_numparse=True)
 
 
 def run_and_tabulate(parser: argparse.ArgumentParser, args: argparse.Namespace,

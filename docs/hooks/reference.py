@@ -11,22 +11,16 @@ import contextlib
 import io
 import os
 import sys
+from unittest.mock import patch
 
 def help_text(argv: list[str]) -> str:
     """What ``rim ARGV --help`` prints, 88 columns wide."""
     from studies.console import main
     out = io.StringIO()
-    saved_argv, saved_columns = sys.argv, os.environ.get("COLUMNS")
-    os.environ["COLUMNS"] = "88"
-    try:
-        with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
-            main([*argv, "--help"])
-    finally:
-        sys.argv = saved_argv
-        if saved_columns is None:
-            os.environ.pop("COLUMNS", None)
-        else:
-            os.environ["COLUMNS"] = saved_columns
+    # rim sets sys.argv for the tool it runs; argparse wraps at $COLUMNS
+    with (patch.object(sys, "argv", sys.argv), patch.dict(os.environ, COLUMNS="88"),
+          contextlib.redirect_stdout(out), contextlib.suppress(SystemExit)):
+        main([*argv, "--help"])
     return out.getvalue().rstrip()
 
 

@@ -6,9 +6,9 @@ RIMs, ``k`` may then be lists, and the trial's members are every ``k`` x every `
 in that order (:func:`pack_members`).
 """
 
-import math
 import re
 
+from rim_rllib.group import is_number
 from rim_rllib.rim import RANK_RULES
 
 #: What a numeric trial config value may be: a test of the (finite) number, and how an
@@ -40,12 +40,6 @@ def pack_members(config: dict, model_key: str = "model") -> list[dict]:
     cfg = flat_config(config)
     ks = as_list(cfg.get("k")) if cfg.get(model_key, "rim") == "rim" else [None]
     return [{"k": k, "seed": seed} for k in ks for seed in as_list(cfg.get("seed", 0))]
-
-
-def is_number(value) -> bool:
-    """A finite int or float, not a bool (which Python counts as an int)."""
-    return (not isinstance(value, bool) and isinstance(value, (int, float))
-            and math.isfinite(value))
 
 
 def check_numbers(cfg: dict, kinds: dict[str, str], optional=(), where: str = "config"

@@ -12,7 +12,6 @@ Markdown table; ``--out DIR`` also writes every metric to ``DIR/recall.csv``.
 """
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -23,6 +22,7 @@ from rim_rllib.atomic import atomic_write
 from rim_rllib.cli import HelpFormatter, int_at_least
 from rim_rllib.tune.copying import CopyingTrainable
 from rim_rllib.tune.logs import trainable_logs_in
+from rim_rllib.tune.sequence import trial_checkpoint
 
 METRICS = ("recall_accuracy", "sequence_accuracy", "recall_ce")
 
@@ -31,18 +31,11 @@ def load_trainable(checkpoint: str | Path, logdir: str, dormants=None) -> Copyin
     """The trial's trainable, restored from ``checkpoint``, evaluating at ``dormants``
     (the trial's training length and evaluation lengths when ``None``); it writes its logs
     (and a RIM's activation counts) into ``logdir``, not the trial's folder."""
-    checkpoint = Path(checkpoint).resolve()
-    params = checkpoint.parent / "params.json"
-    if not (checkpoint / "state.pt").is_file() or not params.is_file():
-        raise FileNotFoundError(f"{checkpoint} is not a copying trial checkpoint (expected "
-                                f"state.pt in it and the trial's params.json beside it)")
-    config = json.loads(params.read_text())
+    checkpoint, config = trial_checkpoint(checkpoint, "a copying")
     if dormants is not None:
         config["eval_dormants"] = tuple(dormants)
     with trainable_logs_in(logdir):
         trainable = CopyingTrainable(config)
-    if trainable.TASK != "copying" or "dormant" not in trainable.cfg:
-        raise FileNotFoundError(f"{checkpoint} is not a copying trial checkpoint")
     trainable.load_checkpoint(str(checkpoint))
     return trainable
 

@@ -11,7 +11,6 @@ Markdown table (``--out`` also writes it as CSV), on the same test images at eve
 
 import argparse
 import functools
-import json
 import sys
 from pathlib import Path
 
@@ -23,18 +22,14 @@ from rim_rllib.mnist_data import MnistError, find_data_dir, sequential_mnist
 from rim_rllib.packing import pack
 from rim_rllib.tune.config import pack_members
 from rim_rllib.tune.mnist import MnistTrainable, encode_pixels
-from rim_rllib.tune.sequence import rim_config
+from rim_rllib.tune.sequence import rim_config, trial_checkpoint
 
 
 def load_trial(checkpoint: str | Path) -> tuple[torch.nn.Module, dict, list[dict]]:
     """The trained pack of an MNIST trial checkpoint (on CPU, in eval mode), the trial's
     resolved config and its members (``{"k", "seed"}`` in pack order)."""
-    checkpoint = Path(checkpoint).resolve()
-    params = checkpoint.parent / "params.json"
-    if not (checkpoint / "state.pt").is_file() or not params.is_file():
-        raise FileNotFoundError(f"{checkpoint} is not an MNIST trial checkpoint (expected "
-                                f"state.pt in it and the trial's params.json beside it)")
-    cfg = MnistTrainable.resolve_config(json.loads(params.read_text()))
+    checkpoint, config = trial_checkpoint(checkpoint, "an MNIST")
+    cfg = MnistTrainable.resolve_config(config)
     members = pack_members(cfg)
     model = pack([MnistTrainable.build_model(cfg, m["k"], rim_config(cfg)) for m in members])
     state = torch.load(checkpoint / "state.pt", map_location="cpu", weights_only=True)

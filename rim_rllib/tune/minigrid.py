@@ -109,19 +109,20 @@ def check_config(config: dict) -> dict:
     validation of the PPO config. What the study runner calls before Ray starts, so that
     no trial fails on its config after it."""
     cfg = resolve_config(config)
+    agent = agent_config(cfg)
     try:
         with torch.device("meta"):
             # MiniGrid's seven actions; the count changes nothing that is checked
-            MiniGridActorCritic(num_actions=7, **agent_config(cfg))
-        config = ppo_config(cfg["env"], agent_config(cfg), stack=cfg["stack"],
-                            num_env_runners=cfg["num_env_runners"] or 0, seed=cfg["seed"],
-                            **(cfg["ppo"] or {}))
+            MiniGridActorCritic(num_actions=7, **agent)
+        ppo = ppo_config(cfg["env"], agent, stack=cfg["stack"],
+                         num_env_runners=cfg["num_env_runners"] or 0, seed=cfg["seed"],
+                         **(cfg["ppo"] or {}))
         # validate() warns that PPO runs on the new stack, each time: the trial says it
         rllib_config_log = logging.getLogger("ray.rllib.algorithms.algorithm_config")
         level = rllib_config_log.level
         rllib_config_log.setLevel(logging.ERROR)
         try:
-            config.validate()
+            ppo.validate()
         finally:
             rllib_config_log.setLevel(level)
     except (ValueError, TypeError) as err:

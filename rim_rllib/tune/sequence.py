@@ -32,7 +32,9 @@ pack, optimiser, lr schedule and RNG states, so a restored trial continues exact
 stopped.
 """
 
+import json
 import math
+import os
 import time
 import warnings
 from functools import partial
@@ -46,12 +48,13 @@ from torch import Tensor, nn
 
 from rim_rllib.collapse import COLLAPSE_METRICS, collapse_metrics
 from rim_rllib.cuda_graph import GraphedStep, capturable_adam
+from rim_rllib.group import is_number
 from rim_rllib.init import chrono_init_
 from rim_rllib.packing import optimise_members_, pack
 from rim_rllib.rim import compile_steps, set_dense_fraction_
 from rim_rllib.tune.activations import count_activations, write_activations
 from rim_rllib.tune.config import (as_list, check_k_anneal, check_numbers, check_rank_by,
-                                   config_error, flat_config, is_number, pack_members)
+                                   config_error, flat_config, pack_members)
 
 RIM_KWARGS = ("input_key_size", "input_value_size", "input_query_size", "num_input_heads",
               "input_dropout", "comm_key_size", "comm_value_size", "comm_query_size",
@@ -89,6 +92,18 @@ def lr_factor(step: int, schedule: str, total: int, warmup: int) -> float:
     if schedule == "constant":
         return 1.0
     return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+
+def trial_checkpoint(checkpoint: str | os.PathLike, task: str) -> tuple[Path, dict]:
+    """A sequence-task trial's checkpoint folder (absolute) and the trial's config (its
+    ``params.json`` beside it), for an evaluator; ``FileNotFoundError`` naming ``task``
+    when it is not one."""
+    checkpoint = Path(checkpoint).resolve()
+    params = checkpoint.parent / "params.json"
+    if not (checkpoint / "state.pt").is_file() or not params.is_file():
+        raise FileNotFoundError(f"{checkpoint} is not {task} trial checkpoint (expected "
+                                f"state.pt in it and the trial's params.json beside it)")
+    return checkpoint, json.loads(params.read_text())
 
 
 class SequenceTrainable(tune.Trainable):
