@@ -9,7 +9,8 @@ import rim_rllib.actor_critic  # noqa: F401  (these register their task networks
 import rim_rllib.models  # noqa: F401
 from rim_rllib.packing import PackedRIM, pack
 from rim_rllib.rim import RIM, RIMCell, compile_steps, set_dense_fraction_
+from rim_rllib.selection import Selection, SelectionStats
 
 __all__ = ["GroupLinear", "GroupLSTMCell", "GroupGRUCell", "RIMCell", "RIM", "PackedRIM",
-           "pack", "compile_steps", "set_dense_fraction_"]
+           "Selection", "SelectionStats", "pack", "compile_steps", "set_dense_fraction_"]
 __version__ = "0.1.0"

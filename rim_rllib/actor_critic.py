@@ -11,7 +11,8 @@ from rim_rllib.group import GroupLinear
 from rim_rllib.packing import (check_same, factory_of, group_to_linear, linear_to_group,
                                load_members, pack, packs, unload_members,
                                with_memories)
-from rim_rllib.rim import RIM
+from rim_rllib.rim import RIM, state_tuple
+from rim_rllib.selection import SelectionStats, with_selection
 
 MEMORIES = ("rim", "lstm")
 
@@ -26,14 +27,15 @@ class MiniGridActorCritic(nn.Module):
         num_units, hidden_size, k, cell: the RIM's :math:`K_t`, per-unit :math:`H`,
             :math:`K_a` and unit type. The reference: 4 units of 16, 64 in total.
         image_shape: the observation's ``(height, width, channels)``.
-        balance_loss: a weight >= 0; when positive the RIM computes its load-balancing
-            loss (:func:`rim_rllib.rim.load_balance_loss`) in every forward and
-            :meth:`aux_loss` returns it times this weight, for the RL loss to add (a cure
-            for unit collapse; RIM memories only).
-        **rim_kwargs: RIM attention sizes; by default ``input_value_size=64`` and
-            ``comm_value_size=hidden_size`` as in the reference's MiniGrid model, and no
-            dropout: RLlib samples with the module in eval mode and learns in train mode,
-            and PPO's probability ratios assume both are the same policy.
+        balance_loss: a weight >= 0 of the load-balancing loss
+            (:meth:`aux_loss`) that the RL losses add (a cure for unit collapse; RIM
+            memories only).
+        **rim_kwargs: RIM attention sizes and selection settings (``fatigue=1.0`` or
+            ``selection=Selection(...)``, see :class:`rim_rllib.Selection`); by default
+            ``input_value_size=64`` and ``comm_value_size=hidden_size`` as in the
+            reference's MiniGrid model, and no dropout: RLlib samples with the module in
+            eval mode and learns in train mode, and PPO's probability ratios assume both
+            are the same policy.
 
     Inputs: obs, state
         - obs: :math:`(B, T, 7, 7, 3)`, any numeric dtype (MiniGrid's object/color/state
@@ -44,7 +46,9 @@ class MiniGridActorCritic(nn.Module):
           gives zeros.
 
     Outputs: logits :math:`(B, T, A)`, values :math:`(B, T)`, the new state dict, and with
-    ``return_mask=True`` the RIM activation mask :math:`(B, T, K_t)` (``None`` for the LSTM).
+    ``return_mask=True`` the RIM activation mask :math:`(B, T, K_t)` (with
+    ``return_stats=True`` its :class:`~rim_rllib.selection.SelectionStats`; ``None`` for
+    the LSTM).
     """
 
     def __init__(self, num_actions: int, memory: str = "rim", num_units: int = 4,
@@ -66,7 +70,9 @@ class MiniGridActorCritic(nn.Module):
         # one step per forward) as one more state entry.
         self.memory_keys = ("h", "c") if self.cell == "lstm" else ("h",)
         self.state_sizes = {key: self.state_size for key in self.memory_keys}
-        if memory == "rim" and rim_kwargs.get("fatigue"):
+        rim_kwargs = with_selection(rim_kwargs)
+        if memory == "rim" and rim_kwargs.get("selection") and \
+                rim_kwargs["selection"].carries_tiredness:
             self.state_sizes["tired"] = num_units
         self.state_keys = tuple(self.state_sizes)
         self.image_shape = tuple(image_shape)
@@ -78,8 +84,7 @@ class MiniGridActorCritic(nn.Module):
             features = self.encoder(torch.zeros(1, channels, height, width)).shape[1]
         if memory == "rim":
             rim_kwargs = dict(input_value_size=64, comm_value_size=hidden_size,
-                              input_dropout=0.0, comm_dropout=0.0,
-                              balance_loss=self.balance_loss > 0) | rim_kwargs
+                              input_dropout=0.0, comm_dropout=0.0) | rim_kwargs
             self.memory = RIM(features, hidden_size, num_units, k, cell=cell,
                               batch_first=True, **rim_kwargs)
         else:
@@ -96,58 +101,58 @@ class MiniGridActorCritic(nn.Module):
                 for key, size in self.state_sizes.items()}
 
     def embed(self, obs: Tensor, state: dict[str, Tensor], return_mask: bool = False,
-              valid: Tensor | None = None):
+              valid: Tensor | None = None, return_stats: bool = False):
         """The memory's output :math:`(B, T, S)` (what both heads read), the new state and
-        the activation mask (``None`` unless ``return_mask`` and a RIM memory). ``valid``
-        :math:`(B, T)`: which steps are real (RLlib pads sequences) for a RIM's usage
-        statistics (see :class:`rim_rllib.RIM`); ignored by the LSTM."""
+        the activation mask or the selection stats (``None`` unless ``return_mask`` or
+        ``return_stats`` and a RIM memory). ``valid`` :math:`(B, T)`: which steps are real
+        (RLlib pads sequences) for a RIM's usage statistics (see :class:`rim_rllib.RIM`);
+        ignored by the LSTM."""
         batch, steps = obs.shape[:2]
         if tuple(obs.shape[2:]) != self.image_shape:
             raise ValueError(f"obs must have shape (batch, time, {self.image_shape}), "
                              f"got {tuple(obs.shape)}")
         images = obs.reshape(batch * steps, *self.image_shape).permute(0, 3, 1, 2).float()
         features = self.encoder(images).view(batch, steps, -1)
-        return _run_memory(self, features, state, return_mask, valid)
+        return _run_memory(self, features, state, return_mask, valid, return_stats)
 
-    def aux_loss(self) -> Tensor | None:
-        """``balance_loss`` times the RIM's load-balancing loss in the last forward (a
-        scalar), or ``None`` when off."""
-        return self.balance_loss * self.memory.aux_loss if self.balance_loss else None
+    def aux_loss(self, stats: SelectionStats | None) -> Tensor | None:
+        """``balance_loss`` times the load-balancing loss of a forward's selection
+        ``stats`` (a scalar; the mean over members for a pack's), or ``None`` when
+        off."""
+        if not self.balance_loss:
+            return None
+        return self.balance_loss * stats.load_balance_loss().mean()
 
     def value(self, embeddings: Tensor) -> Tensor:
         return self.critic(embeddings).squeeze(-1)
 
     def forward(self, obs: Tensor, state: dict[str, Tensor], return_mask: bool = False,
-                valid: Tensor | None = None):
-        out, new_state, mask = self.embed(obs, state, return_mask, valid)
+                valid: Tensor | None = None, return_stats: bool = False):
+        out, new_state, extra = self.embed(obs, state, return_mask, valid, return_stats)
         logits, values = self.actor(out), self.value(out)
-        if return_mask:
-            return logits, values, new_state, mask
+        if return_mask or return_stats:
+            return logits, values, new_state, extra
         return logits, values, new_state
 
 
 def _run_memory(net, features: Tensor, state: dict[str, Tensor], return_mask: bool,
-               valid: Tensor | None = None):
+                valid: Tensor | None = None, return_stats: bool = False):
     """``net``'s memory (one model's or a pack's: a leading ``M`` throughout) over the
     encoded ``features`` from the state dict ``state``: the output, the new state dict and
-    the first layer's activation mask (``None`` unless ``return_mask`` and a RIM). The
-    memory takes each state entry with a layers dimension before the batch's."""
-    hx = tuple(state[key].unsqueeze(-3) for key in net.memory_keys)
-    hx = hx if net.cell == "lstm" else hx[0]
-    mask = None
+    the first layer's activation mask or the selection stats (``None`` unless asked for
+    and a RIM). The memory takes each state entry with a layers dimension before the
+    batch's."""
+    hx = state_tuple([state[key].unsqueeze(-3) for key in net.state_keys])
+    extra = None
     if net.memory_type == "rim":
-        tired = state.get("tired")
-        result = net.memory(features, hx, return_mask=return_mask, valid=valid,
-                            tiredness=None if tired is None else tired.unsqueeze(-3))
-        out, new = result[:2]
-        new = new if isinstance(new, tuple) else (new,)  # a GRU's h alone
-        if return_mask:
-            mask = result[2][..., 0, :]
-        if tired is not None:
-            new += (result[-1],)
+        out, new, *asked = net.memory(features, hx, return_mask=return_mask, valid=valid,
+                                      return_stats=return_stats)
+        if asked:
+            extra = asked[0][..., 0, :] if return_mask else asked[0]
     else:
         out, new = net.memory(features, hx)
-    return out, {key: s.squeeze(-3) for key, s in zip(net.state_keys, new)}, mask
+    new = new if isinstance(new, tuple) else (new,)  # a GRU's h alone
+    return out, {key: s.squeeze(-3) for key, s in zip(net.state_keys, new)}, extra
 
 
 def _grouped_encoder(first: nn.Sequential, members: int) -> nn.Sequential:
@@ -209,7 +214,8 @@ class PackedMiniGridActorCritic(nn.Module):
         return {key: torch.zeros((self.num_members, batch, size), device=device)
                 for key, size in self.state_sizes.items()}
 
-    def forward(self, obs: Tensor, state: dict[str, Tensor], return_mask: bool = False):
+    def forward(self, obs: Tensor, state: dict[str, Tensor], return_mask: bool = False,
+                return_stats: bool = False):
         members = self.num_members
         if tuple(obs.shape[-3:]) != self.image_shape or obs.dim() not in (5, 6):
             raise ValueError(f"obs must have shape (batch, time, {self.image_shape}) or "
@@ -223,12 +229,13 @@ class PackedMiniGridActorCritic(nn.Module):
                                                                members * channels, height,
                                                                width)
         features = self.encoder(images).view(batch, steps, members, -1).permute(2, 0, 1, 3)
-        out, new_state, mask = _run_memory(self, features, state, return_mask)
+        out, new_state, extra = _run_memory(self, features, state, return_mask,
+                                            return_stats=return_stats)
         rows = out.permute(1, 2, 0, 3).reshape(batch * steps, members, -1)  # (BT, M, S)
         logits = self.actor(rows).view(batch, steps, members, -1).permute(2, 0, 1, 3)
         values = self.critic(rows).view(batch, steps, members).permute(2, 0, 1)
-        if return_mask:
-            return logits, values, new_state, mask
+        if return_mask or return_stats:
+            return logits, values, new_state, extra
         return logits, values, new_state
 
     def unpack(self) -> list[MiniGridActorCritic]:

@@ -10,7 +10,7 @@ from rim_rllib.group import GroupLinear
 from rim_rllib.packing import (check_same, factory_of, group_to_linear, linear_to_group,
                                load_members, pack, packs, unload_members,
                                with_memories)
-from rim_rllib.rim import RIM
+from rim_rllib.rim import RIM, check_requests
 
 MODELS = ("rim", "lstm")
 READOUTS = ("last", "every")
@@ -41,10 +41,13 @@ class SequenceClassifier(nn.Module):
         k: active RIM units, :math:`K_a`.
         cell: RIM unit type, ``"lstm"`` or ``"gru"``.
         readout: ``"last"`` (one prediction per sequence) or ``"every"`` (one per step).
-        **rim_kwargs: attention sizes and dropouts of :class:`rim_rllib.RIM`.
+        **rim_kwargs: attention sizes, dropouts, ``rank_by``, ``query_bias`` and
+            ``selection`` of :class:`rim_rllib.RIM`.
 
     Shape: input :math:`(B, T, D)` → logits :math:`(B, C)`, or :math:`(B, T, C)` with
-    ``readout="every"``.
+    ``readout="every"``; with ``return_mask`` also the RIM's activation mask
+    :math:`(B, T, K_t)`, with ``return_stats`` its
+    :class:`~rim_rllib.selection.SelectionStats` (``None`` for the LSTM).
     """
 
     def __init__(self, model: str = "rim", input_size: int = 1, num_classes: int = 10,
@@ -65,21 +68,26 @@ class SequenceClassifier(nn.Module):
             self.memory = nn.LSTM(input_size, width, batch_first=True)
         self.classifier = nn.Linear(width, num_classes)
 
-    def forward(self, x: Tensor, return_mask: bool = False):
-        """Logits; with ``return_mask`` also the RIM's activation mask :math:`(B, T, K_t)`
-        (``None`` for the LSTM)."""
-        mask = None
-        if return_mask and self.model == "rim":
-            output, state, mask = self.memory(x, return_mask=True)
-            mask = mask[:, :, 0]
-        else:
-            output, state = self.memory(x)
+    def forward(self, x: Tensor, return_mask: bool = False, return_stats: bool = False):
+        output, state, extra = _run_memory(self.memory, self.model, x, return_mask,
+                                           return_stats, layer_dim=2)
         if self.readout == "every":
             logits = self.classifier(output)
         else:
             h_n = state[0] if isinstance(state, tuple) else state
             logits = self.classifier(h_n[-1])
-        return (logits, mask) if return_mask else logits
+        return (logits, extra) if return_mask or return_stats else logits
+
+
+def _run_memory(memory: nn.Module, model: str, x: Tensor, return_mask: bool,
+                return_stats: bool, layer_dim: int) -> tuple:
+    """The memory's output, final state and the first layer's mask (at ``layer_dim``) or
+    the selection stats, as asked for (``None`` for the LSTM)."""
+    check_requests(return_mask, return_stats)
+    if model != "rim" or not (return_mask or return_stats):
+        return (*memory(x), None)
+    output, state, extra = memory(x, return_mask=return_mask, return_stats=return_stats)
+    return output, state, extra.select(layer_dim, 0) if return_mask else extra
 
 
 @packs(SequenceClassifier)
@@ -89,7 +97,8 @@ class PackedSequenceClassifier(nn.Module):
 
     Shape: input :math:`(B, T, D)` shared by the members or :math:`(M, B, T, D)` one batch
     per member → logits :math:`(M, B, C)` (:math:`(M, B, T, C)` with ``readout="every"``);
-    with ``return_mask`` also the RIM masks :math:`(M, B, T, K_t)` (``None`` for the LSTM).
+    with ``return_mask`` also the RIM masks :math:`(M, B, T, K_t)`, with ``return_stats``
+    their :class:`~rim_rllib.selection.SelectionStats` (``None`` for the LSTM).
     """
 
     def __init__(self, models: list[SequenceClassifier]):
@@ -107,19 +116,15 @@ class PackedSequenceClassifier(nn.Module):
         # of the same structure; kept in a list so that it is not a submodule.
         self._template = [copy.deepcopy(models[0]).cpu()]
 
-    def forward(self, x: Tensor, return_mask: bool = False):
-        mask = None
-        if return_mask and self.model == "rim":
-            output, state, mask = self.memory(x, return_mask=True)
-            mask = mask[:, :, :, 0]
-        else:
-            output, state = self.memory(x)
+    def forward(self, x: Tensor, return_mask: bool = False, return_stats: bool = False):
+        output, state, extra = _run_memory(self.memory, self.model, x, return_mask,
+                                           return_stats, layer_dim=3)
         if self.readout == "every":                       # output (M, B, T, W), group last
             logits = self.classifier(output.movedim(0, -2)).movedim(-2, 0)
         else:
             h_n = state[0] if isinstance(state, tuple) else state            # (M, L, B, W)
             logits = self.classifier(h_n[:, -1].transpose(0, 1)).transpose(0, 1)
-        return (logits, mask) if return_mask else logits
+        return (logits, extra) if return_mask or return_stats else logits
 
     def unpack(self) -> list[SequenceClassifier]:
         """Standalone classifiers holding this pack's weights."""

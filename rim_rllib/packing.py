@@ -20,16 +20,14 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from rim_rllib.group import GroupLinear, check_float_tensor
-from rim_rllib.rim import (CELLS, RIM, RIMCell, RIMScan, RIMStack, checked_states,
-                           unpack_sequence)
+from rim_rllib.rim import (CELLS, RIM, RIMCell, RIMScan, RIMStack, check_requests,
+                           checked_states, unpack_sequence)
 
-# RIMCell sizes a pack's members must share (k may differ).
+# RIMCell arguments a pack's members must share (k may differ).
 CELL_SIZES = ("input_size", "hidden_size", "num_units", "cell", "input_key_size",
               "input_value_size", "num_input_heads", "input_dropout", "comm_key_size",
-              "comm_value_size", "num_comm_heads", "comm_dropout", "rank_by", "balance_loss",
-              "score_noise", "score_noise_type", "score_dropout", "cosine_scores",
-              "query_bias", "usage_floor", "usage_floor_step", "fatigue",
-              "fatigue_decay")
+              "comm_value_size", "num_comm_heads", "comm_dropout", "rank_by", "query_bias",
+              "selection")
 RIM_SIZES = ("input_size", "hidden_size", "num_units", "cell", "num_layers", "bidirectional",
              "batch_first", "dropout")
 # A RIMCell's input key and value maps are nn.Linear (weight out x in); packed, they are a
@@ -157,8 +155,8 @@ class PackedRIMCell(RIMScan):
 
     def __init__(self, cells: list[RIMCell]):
         super().__init__()
-        check_same(cells, CELL_SIZES, "RIM cells")
-        for name in CELL_SIZES:
+        check_same(cells, CELL_SIZES + ("legacy_balance",), "RIM cells")
+        for name in CELL_SIZES + ("legacy_balance",):
             setattr(self, name, getattr(cells[0], name))
         self.num_members = len(cells)
         self.ks = tuple(cell.k for cell in cells)
@@ -178,8 +176,7 @@ class PackedRIMCell(RIMScan):
                                       **factory)
         self.comm_output = GroupLinear(comm_heads * self.comm_value_size, hidden, groups,
                                        **factory)
-        if self.usage_floor:
-            self.register_buffer("selection_bias", torch.zeros(groups, **factory))
+        self.register_buffer("selection_bias", torch.zeros(groups, **factory))
         load_members(self, cells, _cell_to_packed)
 
     def _input_maps(self):
@@ -194,6 +191,8 @@ class PackedRIMCell(RIMScan):
         cells = [RIMCell(k=k, input_query_size=self.input_key_size,
                          comm_query_size=self.comm_key_size, **sizes, **factory_of(self))
                  for k in self.ks]
+        for cell in cells:
+            cell.legacy_balance = self.legacy_balance
         unload_members(self, cells, _packed_to_cell)
         return cells
 
@@ -210,21 +209,21 @@ class PackedRIM(RIMStack):
           sequence per member (:math:`(B, T, D)` / :math:`(M, B, T, D)` with
           ``batch_first``), or a ``PackedSequence`` read by every member. No unbatched
           form.
-        - hx: ``(h_0, c_0)`` or ``h_0``, each :math:`(M, L \cdot dirs, B, K_t H)`; zeros
-          when omitted.
+        - hx: ``(h_0, c_0)`` or ``h_0``, each :math:`(M, L \cdot dirs, B, K_t H)`, and
+          with ``selection.fatigue`` the tiredness :math:`(M, L \cdot dirs, B, K_t)` last;
+          zeros when omitted.
         - valid (keyword, optional): :math:`(T, B)` (:math:`(B, T)` with ``batch_first``)
           real-step weights for the usage statistics, shared by the members; see
           :class:`~rim_rllib.RIM`.
-        - tiredness (keyword, ``fatigue`` only): :math:`(M, L \cdot dirs, B, K_t)`;
-          zeros when omitted.
         - lengths (keyword, optional): :math:`(B,)` the sequences' lengths, shared by the
           members; see :class:`~rim_rllib.RIM`.
 
-    Outputs: ``output, h_n (or (h_n, c_n)) [, mask] [, tiredness]``, member ``m``'s at index
-    ``m`` of a leading dimension :math:`M`: output :math:`(M, T, B, dirs \cdot K_t H)`
-    (batch first with ``batch_first``), h_n and c_n :math:`(M, L \cdot dirs, B, K_t H)`,
-    mask bool :math:`(M, T, B, L \cdot dirs, K_t)` (batch first with ``batch_first``),
-    tiredness (only when given) like the input's. With a ``PackedSequence`` input the
+    Outputs: ``output, h_n (or (h_n, c_n))`` and the mask or the stats when asked for
+    (``return_mask``, ``return_stats``), member ``m``'s at index ``m`` of a leading
+    dimension :math:`M`: output :math:`(M, T, B, dirs \cdot K_t H)` (batch first with
+    ``batch_first``), the state like ``hx``, mask bool :math:`(M, T, B, L \cdot dirs, K_t)`
+    (batch first with ``batch_first``), the stats'
+    usage and shares :math:`(M, L \cdot dirs, B, K_t)`. With a ``PackedSequence`` input the
     output and the mask are packed as it was, the members after the packed dimension:
     data :math:`(N, M, dirs \cdot K_t H)` and :math:`(N, M, L \cdot dirs, K_t)`.
     """
@@ -247,8 +246,9 @@ class PackedRIM(RIMStack):
                 f"batch_first={self.batch_first}")
 
     def forward(self, input: Tensor | PackedSequence, hx=None, return_mask: bool = False,
-                valid: Tensor | None = None, tiredness: Tensor | None = None,
-                lengths: Tensor | None = None):
+                valid: Tensor | None = None, lengths: Tensor | None = None,
+                return_stats: bool = False):
+        check_requests(return_mask, return_stats)
         input, lengths, packed = unpack_sequence(input, lengths, valid, self.batch_first)
         check_float_tensor("input", input)
         members = self.num_members
@@ -265,21 +265,21 @@ class PackedRIM(RIMStack):
             raise ValueError("input must have at least one time step, got seq_len=0")
         expected = (members, self.num_layers * self.num_directions, x.shape[2],
                     self.num_units * self.hidden_size)
-        states = checked_states(hx, self.cell, expected, x)
+        carried = self.selection.carries_tiredness
+        states = checked_states(hx, self.cell, expected, x,
+                                tired=expected[:3] + (self.num_units,) if carried else None)
+        tiredness = states.pop() if carried else None
         valid = self._check_valid(valid, x.shape[1], x.shape[2], x)
         lengths, valid = self._check_lengths(lengths, valid, x.shape[1], x.shape[2], x)
-        if tiredness is not None:
-            self.cells[0]._check_tiredness(tiredness, expected[:3] + (self.num_units,), x)
-        out, h_n, mask, tired = self._run_layers(x, states, return_mask, valid, tiredness,
-                                                 lengths)
+        out, h_n, mask, tired, counts = self._run_layers(
+            x, states, return_mask, valid, tiredness, lengths,
+            return_stats or self.cells[0].legacy_balance)
         if self.batch_first:
             out = out.transpose(1, 2)
-        result = (out, tuple(h_n) if self.cell == "lstm" else h_n[0])
-        if return_mask:
-            result += (mask.transpose(1, 2) if self.batch_first else mask,)
-        if tiredness is not None:
-            result += (tired,)
-        return self._packed_like(result, packed, lengths, return_mask, members_dim=0)
+            mask = None if mask is None else mask.transpose(1, 2)
+        result = self._finish(out, h_n + ([tired] if carried else []), mask, counts,
+                              return_mask, return_stats)
+        return self._packed_like(result, packed, lengths, members_dim=0)
 
     def unpack(self) -> list[RIM]:
         """Standalone RIMs holding this pack's weights, in member order."""

@@ -13,6 +13,7 @@ communication query/key/value maps with each other, so a step runs a handful of 
 
 import functools
 import math
+import warnings
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -32,9 +33,9 @@ from rim_rllib.group import (
     is_number,
     lstm_update,
 )
+from rim_rllib.selection import SELECTION_KEYS, Selection, SelectionStats
 
 CELLS = {"lstm": GroupLSTMCell, "gru": GroupGRUCell}
-SCORE_NOISE_TYPES = ("gaussian", "gumbel")
 #: How the top-``Ka`` ranks units: the paper's rule first (the default).
 RANK_RULES = ("null_attention", "score")
 
@@ -54,30 +55,77 @@ def _check_dropout(name: str, value) -> None:
         raise ValueError(f"{name} must be a probability in [0, 1), got {value!r}")
 
 
+def selection_of(owner: str, selection: Selection | None, deprecated: dict
+                 ) -> tuple[Selection, bool]:
+    """A constructor's :class:`~rim_rllib.selection.Selection` and whether it was asked
+    for the load-balancing loss the old way (``balance_loss=True``: the forward then
+    stores it in ``aux_loss``), from its ``selection`` argument or, deprecated for one
+    release, from the selection settings given as keyword arguments (``deprecated``)."""
+    if not deprecated:
+        if selection is not None and not isinstance(selection, Selection):
+            raise TypeError(f"selection must be a rim_rllib.Selection or None, got "
+                            f"{type(selection).__name__}")
+        return (Selection() if selection is None else selection), False
+    unknown = sorted(set(deprecated) - set(SELECTION_KEYS) - {"balance_loss"})
+    if unknown:
+        raise TypeError(f"{owner}() got an unexpected keyword argument {unknown[0]!r}")
+    if selection is not None:
+        raise ValueError(f"{owner}: give the selection settings as selection=Selection(...) "
+                         f"or as the deprecated keyword arguments {sorted(deprecated)}, "
+                         "not both")
+    settings = dict(deprecated)
+    balance = settings.pop("balance_loss", False)
+    _check_bool("balance_loss", balance)
+    advice = ("selection=Selection(" + ", ".join(f"{key}=..." for key in settings) + ")"
+              if settings else "")
+    if "balance_loss" in deprecated:
+        advice += (" and " if advice else "") + ("forward(..., return_stats=True) with "
+                                                 "stats.load_balance_loss() in the "
+                                                 "training loop")
+    warnings.warn(f"{owner}({', '.join(f'{key}=' for key in deprecated)}) is deprecated and "
+                  f"will be removed in the next release; use {advice}",
+                  DeprecationWarning, stacklevel=3)
+    return Selection(**settings), balance
+
+
 def checked_states(hx, cell: str, expected: tuple, like: Tensor,
-                   names: tuple[str, str] = ("h_0", "c_0")) -> list[Tensor]:
-    """``hx`` (``(h, c)`` for LSTM cells, ``h`` for GRU cells) as a list, each checked to
-    have shape ``expected`` and ``like``'s dtype; zeros when ``hx`` is None. ``names`` name
-    the state's parts in the error messages."""
+                   names: tuple[str, str, str] = ("h_0", "c_0", "tiredness_0"),
+                   tired: tuple | None = None) -> list[Tensor]:
+    """``hx`` as a list of its parts, each checked to have its shape and ``like``'s dtype;
+    zeros when ``hx`` is None. The parts: ``h`` and, for LSTM cells, ``c``, each of shape
+    ``expected``; with ``tired`` (the shape of the units' tiredness, for a RIM with
+    ``fatigue``) the tiredness last. One part is a tensor, several a tuple. ``names`` name
+    the parts in the error messages."""
+    parts = list(names[:2] if cell == "lstm" else names[:1])
+    shapes = [expected] * len(parts)
+    if tired is not None:
+        parts.append(names[2])
+        shapes.append(tired)
     if hx is None:
-        zeros = like.new_zeros(expected)
-        return [zeros, zeros] if cell == "lstm" else [zeros]
-    if cell == "lstm":
-        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-            raise TypeError(f"hx must be a tuple ({names[0]}, {names[1]}) for cell='lstm', "
-                            f"got {type(hx).__name__}")
-        named = list(zip(("hx[0]", "hx[1]"), hx))
-    else:
+        return [like.new_zeros(shape) for shape in shapes]
+    how = f"cell={cell!r}" + (" with fatigue" if tired is not None else "")
+    if len(parts) == 1:
         if not isinstance(hx, Tensor):
-            raise TypeError(f"hx must be a tensor {names[0]} for cell='gru', "
+            raise TypeError(f"hx must be a tensor {parts[0]} for {how}, "
                             f"got {type(hx).__name__}")
         named = [("hx", hx)]
-    for name, s in named:
+    else:
+        if not isinstance(hx, (tuple, list)) or len(hx) != len(parts):
+            got = (f"a {type(hx).__name__} of {len(hx)}" if isinstance(hx, (tuple, list))
+                   else type(hx).__name__)
+            raise TypeError(f"hx must be a tuple ({', '.join(parts)}) for {how}, got {got}")
+        named = [(f"hx[{i}]", s) for i, s in enumerate(hx)]
+    for (name, s), shape in zip(named, shapes):
         check_float_tensor(name, s)
-        check_shape(name, s, expected)
+        check_shape(name, s, shape)
         if s.dtype != like.dtype:
             raise TypeError(f"{name} must have the input's dtype {like.dtype}, got {s.dtype}")
     return [s for _, s in named]
+
+
+def state_tuple(parts: list[Tensor]):
+    """A state's parts as ``hx`` is given: one part a tensor, several a tuple."""
+    return parts[0] if len(parts) == 1 else tuple(parts)
 
 
 class StepWeights(NamedTuple):
@@ -119,23 +167,6 @@ def rank_scores(scores: Tensor, by_null: bool) -> Tensor:
     return F.logsigmoid(scores).logsumexp(-1) - F.logsigmoid(-scores).logsumexp(-1)
 
 
-def cosine_rank_scores(unit_queries: Tensor, keys_t: Tensor, null_key: Tensor,
-                       by_null: bool) -> Tensor:
-    """``cosine_scores``' ranking: the cosine of each unit's query :math:`(M, K_t, B, E)`
-    and the real row's key in place of the scaled dot product; with ``by_null``, minus the
-    cosine with the null row's key (``null_key``, :math:`(M, E, n_h)` block-diagonal, see
-    :class:`StepWeights`). ``keys_t`` :math:`(M, 1, B, E)` as :func:`rim_step` gets them
-    (bias-free with ``by_null``). :math:`(M, K_t, B)`."""
-    def cosine(key: Tensor) -> Tensor:
-        dot = (unit_queries * key).sum(-1)
-        return dot / (unit_queries.norm(dim=-1) * key.norm(dim=-1)).clamp_min(1e-12)
-
-    if not by_null:
-        return cosine(keys_t)
-    null_vector = null_key.sum(-1)[:, None, None]                          # (M, 1, 1, E)
-    return cosine(keys_t + null_vector) - cosine(null_vector)
-
-
 def rim_step(h: Tensor, c: Tensor | None, keys_t: Tensor, x_t: Tensor,
              keep_t: Tensor | None, comm_keep_t: Tensor | None, jitter_t: Tensor | None,
              w: StepWeights, sizes: tuple
@@ -148,14 +179,15 @@ def rim_step(h: Tensor, c: Tensor | None, keys_t: Tensor, x_t: Tensor,
     the bias, with ``by_null``); ``x_t`` :math:`(M|1, 1, B, D)`; ``keep_t``,
     ``comm_keep_t``: the step's dropout factors or ``None``;
     ``jitter_t`` :math:`(M, K_t, B)`: added to the ranked scores (:func:`rank_scores`)
-    for the ranking only (score noise and dropout, fatigue; see :class:`RIMCell`), or
-    ``None``; ``sizes``: ``(M, K_t, B, G, comm heads, comm split, is_lstm, balance, cosine,
-    by_null)`` (``by_null``: ``rank_by="null_attention"``). Returns the new ``h`` and
-    ``c``, the 0/1 activation mask :math:`(M, K_t, B)` and, when ``balance``, each unit's
-    share of the softmax over units of the ranked scores :math:`(M, K_t, B)` (else
-    ``None``).
+    for the ranking only (score noise and dropout, fatigue; see
+    :class:`~rim_rllib.selection.Selection`), or ``None``; ``sizes``: ``(M, K_t, B, G, comm
+    heads, comm split, is_lstm, shares, selection, by_null)`` (``shares``: whether to
+    return them; ``selection``: the :class:`~rim_rllib.selection.Selection`; ``by_null``:
+    ``rank_by="null_attention"``). Returns the new ``h`` and ``c``, the 0/1 activation
+    mask :math:`(M, K_t, B)` and, when ``shares``, each unit's share of the softmax over
+    units of the ranked scores :math:`(M, K_t, B)` (else ``None``).
     """
-    (members, units, batch, gate_size, comm_heads, comm_split, is_lstm, balance, cosine,
+    (members, units, batch, gate_size, comm_heads, comm_split, is_lstm, shares, selection,
      by_null) = sizes
     groups = members * units
     heads = w.null_key.shape[-1]
@@ -177,14 +209,12 @@ def rim_step(h: Tensor, c: Tensor | None, keys_t: Tensor, x_t: Tensor,
     else:
         p_real = torch.sigmoid(diff).mean(-1)
     ranked = None
-    if w.rank_keep is not None or balance:
+    if w.rank_keep is not None or shares:
         ranked = rank_scores(scores, by_null)
     if w.rank_keep is None:
         mask = torch.ones_like(p_real)
     else:
-        order = ranked
-        if cosine:
-            order = cosine_rank_scores(unit_queries, keys_t, w.null_key, by_null)
+        order = selection.order(ranked, unit_queries, keys_t, w.null_key, by_null)
         order = order if w.rank_bias is None else order + w.rank_bias
         order = order if jitter_t is None else order + jitter_t
         top = order.topk(w.rank_keep.shape[1], dim=1).indices
@@ -221,24 +251,7 @@ def rim_step(h: Tensor, c: Tensor | None, keys_t: Tensor, x_t: Tensor,
     h = torch.lerp(h, h_comm, mask3)
     if is_lstm:
         c = torch.lerp(c, c_new, mask3)
-    return h, c, mask, (ranked.softmax(1) if balance else None)
-
-
-def load_balance_loss(usage: Tensor, shares: Tensor) -> Tensor:
-    r"""The load-balancing loss of Switch Transformers (Fedus et al., 2021) for top-``Ka``
-    unit selection, per member: :math:`K_t \sum_j f_j P_j`, with :math:`f_j` unit ``j``'s
-    share of the activations and :math:`P_j` its mean share of the selection softmax. It
-    is 1 when every unit is selected equally often and equally likely, up to :math:`K_t`
-    when one unit takes everything; its gradient (through :math:`P` only) lowers the
-    selection scores of the units used most.
-
-    Args: ``usage``, how often each unit was active, and ``shares``, its summed softmax
-    share, both :math:`(M, K_t, B)` summed over steps. Returns :math:`(M,)`.
-    """
-    used = usage.sum(-1)
-    fraction = used / used.sum(-1, keepdim=True)
-    mean_share = shares.sum(-1) / shares.sum((-1, -2)).unsqueeze(-1)
-    return usage.shape[1] * (fraction * mean_share).sum(-1)
+    return h, c, mask, (ranked.softmax(1) if shares else None)
 
 
 @functools.cache
@@ -305,25 +318,13 @@ class RIMScan(nn.Module):
     compile_options: dict | None = None
     #: What the top-``Ka`` ranks units by (:data:`RANK_RULES`; see :class:`RIMCell`).
     rank_by: str = "null_attention"
-    #: Compute :func:`load_balance_loss` in every forward (into :attr:`aux_loss`).
-    balance_loss: bool = False
-    #: Selection-score noise and dropout in training; see :class:`RIMCell`.
-    score_noise: float = 0.0
-    score_noise_type: str = "gaussian"
-    score_dropout: float = 0.0
-    #: Rank units by the cosine of query and key instead of their dot product.
-    cosine_scores: bool = False
+    #: The selection experiments (:class:`~rim_rllib.selection.Selection`).
+    selection: Selection = Selection()
     #: Whether the per-unit query maps have a bias.
     query_bias: bool = True
-    #: Hold each unit's activation rate within ``[usage_floor, 1 - usage_floor]`` through a
-    #: selection bias (0: off); see :class:`RIMCell`.
-    usage_floor: float = 0.0
-    usage_floor_step: float = 0.01
-    #: Within a sequence, lower each unit's selection score by ``fatigue`` times its
-    #: decayed count of recent activations (0: off); see :class:`RIMCell`.
-    fatigue: float = 0.0
-    fatigue_decay: float = 0.9
-    #: The last forward's :func:`load_balance_loss`, :math:`(M,)`, when :attr:`balance_loss`.
+    #: Built with the deprecated ``balance_loss=True``: every forward stores its
+    #: load-balancing loss in :attr:`aux_loss`.
+    legacy_balance: bool = False
     aux_loss: Tensor | None = None
     #: In training, how far each member's number of active units is raised from its ``k``
     #: towards ``num_units`` (0: ``k``, 1: every unit); set by :func:`set_dense_fraction_`.
@@ -347,24 +348,6 @@ class RIMScan(nn.Module):
             return [None] * shape[0]
         keep = torch.rand(shape, device=like.device, dtype=like.dtype) >= p
         return (keep.to(like.dtype) / (1 - p)).unbind(0)
-
-    def _selection_jitter(self, like: Tensor, shape: tuple) -> list:
-        """Per-step additions to the selection scores in training: noise (``score_noise``
-        times standard Gaussian or Gumbel draws) and, for units dropped from the ranking
-        (``score_dropout``), a score too low to win; ``None`` per step when neither."""
-        if not self.training or (self.score_noise == 0 and self.score_dropout == 0):
-            return [None] * shape[0]
-        jitter = like.new_zeros(shape)
-        if self.score_noise:
-            if self.score_noise_type == "gumbel":
-                draws = -torch.empty_like(jitter).exponential_().log()
-            else:
-                draws = torch.randn_like(jitter)
-            jitter = jitter + self.score_noise * draws
-        if self.score_dropout:
-            dropped = torch.rand(shape, device=like.device) < self.score_dropout
-            jitter = jitter.masked_fill(dropped, -1e4)
-        return jitter.unbind(0)
 
     @property
     def is_lstm(self) -> bool:
@@ -402,7 +385,7 @@ class RIMScan(nn.Module):
 
     def scan(self, x: Tensor, state: list[Tensor], return_mask: bool = False,
              valid: Tensor | None = None, tiredness: Tensor | None = None,
-             hold: list[bool] | None = None):
+             hold: list[bool] | None = None, stats: bool = False):
         """Run the recurrence over a sequence; the building block of ``RIM``.
 
         Args:
@@ -411,20 +394,25 @@ class RIMScan(nn.Module):
             state: ``[h]`` or ``[h, c]``, each units-first :math:`(M K_t, B, H)`.
             return_mask: collect each step's activation mask.
             valid: :math:`(T, B)` weights (1: a real step, 0: padding) for the unit-usage
-                statistics (load-balancing loss, usage floor), or ``None`` (all real).
+                statistics (``stats``, the usage floor), or ``None`` (all real).
             tiredness: :math:`(M, K_t, B)`, the units' tiredness before the first step
                 (``fatigue`` only), or ``None`` for zeros.
             hold: for variable-length batches, per step whether ``valid`` marks any
                 padding there; at those steps the padded sequences keep their state and
                 tiredness and activate no unit (a sequence's final state is the one after
                 its own last step). ``None``: every step is computed as real.
+            stats: also sum each unit's activations and selection-softmax shares over
+                the real steps.
 
         Returns:
-            ``(outputs, final_state, masks, tiredness)``: ``outputs`` a list of ``T``
-            tensors :math:`(M K_t, B, H)`, ``final_state`` like ``state``, ``masks`` a list
-            of ``T`` bool tensors :math:`(M, K_t, B)` (empty unless ``return_mask``), the
-            tiredness after the last step (``None`` without ``fatigue``).
+            ``(outputs, final_state, masks, tiredness, counts)``: ``outputs`` a list of
+            ``T`` tensors :math:`(M K_t, B, H)`, ``final_state`` like ``state``, ``masks`` a
+            list of ``T`` bool tensors :math:`(M, K_t, B)` (empty unless ``return_mask``),
+            the tiredness after the last step (``None`` without ``fatigue``), and with
+            ``stats`` the summed ``(usage, shares)``, each :math:`(M, K_t, B)` (else
+            ``None``).
         """
+        selection = self.selection
         members, units = self.num_members, self.num_units
         groups = members * units
         _, steps, batch, _ = x.shape
@@ -481,15 +469,15 @@ class RIMScan(nn.Module):
                                     (steps, 2, members, units, batch))
         comm_keep = self._dropout_scales(self.comm_dropout, x,
                                          (steps, members, units, units, batch, c_heads))
-        jitter = self._selection_jitter(x, (steps, members, units, batch))
+        jitter = selection.jitter(self.training, x, (steps, members, units, batch))
 
-        rank_bias = (self.selection_bias.view(members, units, 1) if self.usage_floor
+        rank_bias = (self.selection_bias.view(members, units, 1) if selection.usage_floor
                      else None)
         weights = StepWeights(w_hq, b_hq, null_key, w_in, ih_bias, w_comm, b_comm,
                               out_bias, self.comm_output.weight, self._rank_keep(batch, x),
                               rank_bias)
         sizes = (members, units, batch, gate_size, c_heads, comm_split, self.is_lstm,
-                 self.balance_loss, self.cosine_scores, self.rank_by == "null_attention")
+                 stats, selection, self.rank_by == "null_attention")
         step = _step_function(self.compile_options)
         h = state[0]
         c = state[1] if self.is_lstm else None
@@ -497,14 +485,14 @@ class RIMScan(nn.Module):
         usage = shares = x.new_zeros(members, units, batch)
         valid_steps = [None] * steps if valid is None else valid.unbind(0)
         holding = hold or [False] * steps
-        if not self.fatigue:
+        if not selection.carries_tiredness:
             tiredness = None
         elif tiredness is None:
             tiredness = x.new_zeros(members, units, batch)
         for keys_t, x_t, keep_t, comm_keep_t, jitter_t, valid_t, hold_t in zip(
                 keys.unbind(0), x_steps, keep, comm_keep, jitter, valid_steps, holding):
             if tiredness is not None:
-                penalty = tiredness * -self.fatigue
+                penalty = selection.penalty(tiredness)
                 jitter_t = penalty if jitter_t is None else jitter_t + penalty
             h_step, c_step, mask, share = step(h, c, keys_t, x_t, keep_t, comm_keep_t,
                                                jitter_t, weights, sizes)
@@ -515,52 +503,31 @@ class RIMScan(nn.Module):
                 mask = mask * valid_t
             else:
                 h, c = h_step, c_step
-            if self.balance_loss:
+            if stats:
                 shares = shares + (share if valid_t is None else share * valid_t)
-            if self.balance_loss or self.usage_floor:
+            if stats or selection.usage_floor:
                 usage = usage + (mask if valid_t is None else mask * valid_t)
             if tiredness is not None:
-                tired = tiredness * self.fatigue_decay + mask
+                tired = selection.tire(tiredness, mask)
                 tiredness = torch.where(real, tired, tiredness) if hold_t else tired
             outputs.append(h)
             if return_mask:
                 masks.append(mask.bool())
-        if self.balance_loss:
-            self.aux_loss = load_balance_loss(usage, shares)
         # While annealing the counts are not the model's Ka: nothing to hold them to.
-        if self.usage_floor and self.training and self.dense_fraction == 0:
+        if selection.usage_floor and self.training and self.dense_fraction == 0:
             counted = steps * batch if valid is None else valid.sum()
             if counted > 0:
-                self._move_selection_bias(usage.sum(-1) / counted)
-        return outputs, ([h, c] if self.is_lstm else [h]), masks, tiredness
+                selection.move_bias_(self.selection_bias.view(members, units),
+                                     usage.sum(-1) / counted)
+        return (outputs, ([h, c] if self.is_lstm else [h]), masks, tiredness,
+                (usage, shares) if stats else None)
 
-    def _check_tiredness(self, tiredness, expected: tuple, like: Tensor) -> None:
-        """``tiredness`` of shape ``expected`` and ``like``'s dtype, for a RIM with
-        fatigue."""
-        if not self.fatigue:
-            raise ValueError("tiredness is the state of fatigue: for RIMs with fatigue > 0, "
-                             "this one has fatigue=0")
-        check_float_tensor("tiredness", tiredness)
-        check_shape("tiredness", tiredness, expected)
-        if tiredness.dtype != like.dtype:
-            raise TypeError(f"tiredness must have the input's dtype {like.dtype}, got "
-                            f"{tiredness.dtype}")
-
-    @torch.no_grad()
-    def _move_selection_bias(self, rate: Tensor) -> None:
-        """One step of the usage floor's rule for the rates :math:`(M, K_t)` of a training
-        forward: raise the selection bias of a unit active in less than ``usage_floor`` of
-        the steps by ``usage_floor_step``, lower it above ``1 - usage_floor``, leave it
-        inside the band; then centre each member's biases (only their differences rank).
-        The auxiliary-loss-free load balancing of DeepSeek-V3 (Wang et al., 2024) with a
-        band instead of a target. A member whose units were all active throughout
-        (``k = num_units``) has no selection to balance."""
-        bias = self.selection_bias.view_as(rate)
-        push = (rate < self.usage_floor).to(rate.dtype) - (rate > 1 - self.usage_floor).to(
-            rate.dtype)
-        selecting = rate.min(dim=1, keepdim=True).values < 1
-        moved = bias + self.usage_floor_step * push * selecting
-        bias.copy_(moved - moved.mean(dim=1, keepdim=True))
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Before the selection buffer was always registered it existed only with a usage
+        # floor: a checkpoint without it had a zero bias.
+        if prefix + "selection_bias" not in state_dict:
+            state_dict[prefix + "selection_bias"] = torch.zeros_like(self.selection_bias)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class RIMCell(RIMScan):
@@ -595,64 +562,30 @@ class RIMCell(RIMScan):
             heads), i.e. the least on the null row. ``"score"`` (the community
             implementation's rule): the ``k`` with the highest head-averaged score of the
             real row. The two agree only when the key map has no bias (the null row's
-            score is then 0). The ranking's additive terms (``score_noise``, the usage
-            floor's bias, ``fatigue``) are added to the real row's attention logit
-            :math:`\log p / (1 - p)` under the first rule (with one head ``real - null``,
-            in score units) and to the score under the second. Under the paper's rule the
-            key map's bias has no effect (it is the null row's key and shifts the real
-            row's alike; its gradient is zero); it is kept so that both rules have the
-            same weights.
-        balance_loss: compute in every forward the load-balancing loss of the unit
-            selection (:func:`load_balance_loss`; 1 at uniform use, up to ``num_units``
-            when one unit takes every step) into :attr:`aux_loss`, for the training loop
-            to add to its loss with a weight of its choice (a cure for unit collapse).
-        score_noise: in training, add ``score_noise`` times standard noise of
-            ``score_noise_type`` (``"gaussian"`` or ``"gumbel"``) to the selection scores
-            before the top-``k`` (noisy top-k gating; the attention itself is unchanged).
-        score_dropout: in training, drop each unit from the top-``k`` ranking of a step
-            with this probability (it wins only if fewer than ``k`` others remain).
-        cosine_scores: rank the units by the cosine of their query and the input's key
-            instead of the scaled dot product, in training and evaluation (the attention
-            itself is unchanged). A unit's query grows with its state, and an inactive
-            unit's state is frozen: with dot products a unit that lost the first steps
-            from the zero state keeps a small query and loses every later step; the
-            cosine ranks by direction alone (as cosine routing does for mixtures of
-            experts, Chi et al., 2022).
+            score is then 0). Under the paper's rule the key map's bias has no effect (it
+            is the null row's key and shifts the real row's alike; its gradient is zero);
+            it is kept so that both rules have the same weights.
         query_bias: give each unit's query map a bias (the reference's have none; without
             one, a unit whose state is zero scores 0 on every input).
-        usage_floor: hold each unit's activation rate within ``[usage_floor,
-            1 - usage_floor]``, ``0 <= usage_floor < k / num_units`` (0: off, the
-            reference's selection). A per-unit bias :attr:`selection_bias`, added to the
-            selection scores for the ranking only (in training and evaluation), moves by
-            ``usage_floor_step`` after every training forward that is not annealed (see
-            :func:`set_dense_fraction_`): up for a unit active in fewer than
-            ``usage_floor`` of that forward's steps, down above ``1 - usage_floor``, not
-            inside the band (then the member's biases are centred). No gradient and no
-            loss term: units that would otherwise never win (unit collapse) get steps,
-            while the ranking inside the band is the model's own.
-        usage_floor_step: how far :attr:`selection_bias` moves per training forward.
-        fatigue: lower each unit's selection score, for the ranking only and in training
-            and evaluation, by ``fatigue`` times its *tiredness*: 0 at the start of a
-            forward call (unless given as ``tiredness``), then ``fatigue_decay *
-            tiredness + active`` after each step (0: off, the reference's selection). A
-            unit that won the last steps yields to one that has rested, so a small ``k``
-            spreads the sequence over the units instead of running it all through one:
-            the top-``k`` still picks by attention among units about as tired. The
-            tiredness is not in ``hx``: a sequence run in pieces (or step by step, as an
-            agent acts) is the sequence run whole only when each call passes the last
-            one's ``tiredness`` on.
-        fatigue_decay: how much tiredness a unit keeps per step, in ``[0, 1)``.
+        selection: the selection experiments (:class:`~rim_rllib.selection.Selection`:
+            score noise and dropout, cosine scores, the usage floor, fatigue); ``None``
+            for none, the paper's selection. The keyword arguments of these settings
+            (``score_noise=...``, ``balance_loss=True``) are deprecated.
+
+    Buffers: ``selection_bias`` :math:`(K_t,)`, the usage floor's ranking bias (zeros
+    unless ``selection.usage_floor``).
 
     Inputs: input, hx
         - input: :math:`(B, D)`.
         - hx: for ``"lstm"`` a tuple ``(h, c)``, for ``"gru"`` a tensor ``h``; each
-          :math:`(B, K_t, H)`. Zeros when omitted.
-        - tiredness (keyword, ``fatigue`` only): :math:`(B, K_t)`, the units' tiredness
-          (zeros at a sequence's start).
+          :math:`(B, K_t, H)`. With ``selection.fatigue`` the units' tiredness
+          :math:`(B, K_t)` is a last entry (``(h, c, tiredness)``, ``(h, tiredness)``).
+          Zeros when omitted.
 
-    Outputs: hx' (same structure and shapes as ``hx``), with ``return_mask=True`` also the
-    activation mask, a bool tensor :math:`(B, K_t)`, and when ``tiredness`` is given the
-    new tiredness :math:`(B, K_t)`, last.
+    Outputs: hx' (same structure and shapes as ``hx``); with ``return_mask=True`` also the
+    activation mask, a bool tensor :math:`(B, K_t)`; with ``return_stats=True`` instead a
+    :class:`~rim_rllib.selection.SelectionStats` (mask :math:`(B, K_t)`, usage and shares
+    :math:`(B, K_t)`).
     """
 
     def __init__(self, input_size: int, hidden_size: int, num_units: int, k: int,
@@ -661,14 +594,11 @@ class RIMCell(RIMScan):
                  input_dropout: float = 0.1, comm_key_size: int = 32,
                  comm_value_size: int = 100, comm_query_size: int = 32,
                  num_comm_heads: int = 4, comm_dropout: float = 0.1,
-                 rank_by: str = "null_attention",
-                 balance_loss: bool = False, score_noise: float = 0.0,
-                 score_noise_type: str = "gaussian", score_dropout: float = 0.0,
-                 cosine_scores: bool = False, query_bias: bool = True,
-                 usage_floor: float = 0.0, usage_floor_step: float = 0.01,
-                 fatigue: float = 0.0, fatigue_decay: float = 0.9, device=None,
-                 dtype=None):
+                 rank_by: str = "null_attention", query_bias: bool = True,
+                 selection: Selection | None = None, device=None, dtype=None,
+                 **deprecated):
         super().__init__()
+        selection, self.legacy_balance = selection_of("RIMCell", selection, deprecated)
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
                             ("num_units", num_units), ("input_key_size", input_key_size),
                             ("input_value_size", input_value_size),
@@ -690,6 +620,11 @@ class RIMCell(RIMScan):
                              f"(queries and keys are dotted), got {comm_query_size}")
         _check_dropout("input_dropout", input_dropout)
         _check_dropout("comm_dropout", comm_dropout)
+        if rank_by not in RANK_RULES:
+            raise ValueError(f"rank_by must be one of {list(RANK_RULES)} (the paper's rule "
+                             f"first), got {rank_by!r}")
+        _check_bool("query_bias", query_bias)
+        selection.check_for(k, num_units)
         factory = {"device": device, "dtype": dtype}
         self.input_size = input_size
         self.hidden_size = hidden_size
@@ -704,40 +639,10 @@ class RIMCell(RIMScan):
         self.comm_value_size = comm_value_size
         self.num_comm_heads = num_comm_heads
         self.comm_dropout = comm_dropout
-        if rank_by not in RANK_RULES:
-            raise ValueError(f"rank_by must be one of {list(RANK_RULES)} (the paper's rule "
-                             f"first), got {rank_by!r}")
         self.rank_by = rank_by
-        _check_bool("balance_loss", balance_loss)
-        self.balance_loss = balance_loss
-        if not is_number(score_noise) or score_noise < 0:
-            raise ValueError(f"score_noise must be a finite scale >= 0, got {score_noise!r}")
-        if score_noise_type not in SCORE_NOISE_TYPES:
-            raise ValueError(f"score_noise_type must be one of {list(SCORE_NOISE_TYPES)}, "
-                             f"got {score_noise_type!r}")
-        _check_dropout("score_dropout", score_dropout)
-        self.score_noise = score_noise
-        self.score_noise_type = score_noise_type
-        self.score_dropout = score_dropout
-        _check_bool("cosine_scores", cosine_scores)
-        self.cosine_scores = cosine_scores
-        _check_bool("query_bias", query_bias)
         self.query_bias = query_bias
-        if not is_number(usage_floor) or not 0 <= usage_floor < k / num_units:
-            raise ValueError(f"usage_floor must be a rate in [0, k/num_units={k}/{num_units}) "
-                             f"(every unit can reach it), got {usage_floor!r}")
-        if not is_number(usage_floor_step) or usage_floor_step <= 0:
-            raise ValueError(f"usage_floor_step must be a finite number > 0, got {usage_floor_step!r}")
-        self.usage_floor = float(usage_floor)
-        self.usage_floor_step = float(usage_floor_step)
-        if not is_number(fatigue) or fatigue < 0:
-            raise ValueError(f"fatigue must be a finite number >= 0, got {fatigue!r}")
-        if not is_number(fatigue_decay) or not 0 <= fatigue_decay < 1:
-            raise ValueError(f"fatigue_decay must be a number in [0, 1), got {fatigue_decay!r}")
-        self.fatigue = float(fatigue)
-        self.fatigue_decay = float(fatigue_decay)
-        if usage_floor:  # registered only when on: state dicts stay as they were without it
-            self.register_buffer("selection_bias", torch.zeros(num_units, **factory))
+        self.selection = selection
+        self.register_buffer("selection_bias", torch.zeros(num_units, **factory))
 
         self.key = nn.Linear(input_size, num_input_heads * input_key_size, **factory)
         self.value = nn.Linear(input_size, num_input_heads * input_value_size, **factory)
@@ -764,32 +669,46 @@ class RIMCell(RIMScan):
 
     def extra_repr(self) -> str:
         return (f"{self.input_size}, {self.hidden_size}, num_units={self.num_units}, "
-                f"k={self.k}, cell={self.cell!r}, rank_by={self.rank_by!r}")
+                f"k={self.k}, cell={self.cell!r}, rank_by={self.rank_by!r}"
+                + ("" if self.selection == Selection() else f", selection={self.selection}"))
 
     def forward(self, input: Tensor, hx=None, return_mask: bool = False,
-                tiredness: Tensor | None = None):
+                return_stats: bool = False):
         check_float_tensor("input", input)
         if input.dim() != 2 or input.shape[1] != self.input_size:
             raise ValueError(f"input must have shape (batch, input_size={self.input_size}), "
                              f"got {tuple(input.shape)}")
+        check_requests(return_mask, return_stats)
         batch = input.shape[0]
-        shape = (batch, self.num_units, self.hidden_size)
-        states = checked_states(hx, self.cell, shape, input, names=("h", "c"))
-        carried = tiredness is not None
-        if carried:
-            self._check_tiredness(tiredness, (batch, self.num_units), input)
-            tiredness = tiredness.t().unsqueeze(0)
+        carried = self.selection.carries_tiredness
+        states = checked_states(hx, self.cell, (batch, self.num_units, self.hidden_size),
+                                input, names=("h", "c", "tiredness"),
+                                tired=(batch, self.num_units) if carried else None)
+        tiredness = states.pop().t().unsqueeze(0) if carried else None
+        stats = return_stats or self.legacy_balance
         # The scan works units-first: (K, B, H).
-        outs, final, masks, tiredness = self.scan(
+        outs, final, masks, tiredness, counts = self.scan(
             input.view(1, 1, batch, -1), [s.transpose(0, 1).contiguous() for s in states],
-            return_mask, tiredness=tiredness)
-        new = tuple(s.transpose(0, 1) for s in final)
-        result = (new if self.is_lstm else new[0],)
-        if return_mask:
-            result += (masks[0][0].t(),)
+            return_mask or stats, tiredness=tiredness, stats=stats)
+        new = [s.transpose(0, 1) for s in final]
         if carried:
-            result += (tiredness[0].t(),)
-        return result if len(result) > 1 else result[0]
+            new.append(tiredness[0].t())
+        result = state_tuple(new)
+        if stats:
+            usage, shares = (t[0].t() for t in counts)
+            selection_stats = SelectionStats(masks[0][0].t(), usage, shares)
+            if self.legacy_balance:
+                self.aux_loss = selection_stats.load_balance_loss()
+        if return_mask:
+            return result, masks[0][0].t()
+        return (result, selection_stats) if return_stats else result
+
+
+def check_requests(return_mask: bool, return_stats: bool) -> None:
+    """A forward returns one extra value at most: the mask or the stats (which hold it)."""
+    if return_mask and return_stats:
+        raise ValueError("pass return_mask or return_stats, not both: the stats hold the "
+                         "mask (stats.mask)")
 
 
 def reverse_each(t: Tensor, reverse: Tensor, time_dim: int, batch_dim: int) -> Tensor:
@@ -831,9 +750,15 @@ class RIMStack(nn.Module):
     :class:`RIM`); subclasses set ``cells``, the sizes, ``num_members`` and check inputs."""
 
     num_members: int
-    #: With ``balance_loss=True`` cells: the last forward's load-balancing loss, the mean
-    #: over layers and directions (a scalar for :class:`RIM`, :math:`(M,)` for a pack).
+    #: With cells built with the deprecated ``balance_loss=True``: the last forward's
+    #: load-balancing loss, the mean over layers and directions (a scalar for
+    #: :class:`RIM`, :math:`(M,)` for a pack).
     aux_loss: Tensor | None = None
+
+    @property
+    def selection(self) -> Selection:
+        """The cells' :class:`~rim_rllib.selection.Selection`."""
+        return self.cells[0].selection
 
     def _check_valid(self, valid, steps: int, batch: int | None, like: Tensor
                      ) -> Tensor | None:
@@ -879,11 +804,11 @@ class RIMStack(nn.Module):
         return lengths, steps_in.to(like.dtype)
 
     def _packed_like(self, result: tuple, packed: PackedSequence | None, lengths,
-                     return_mask: bool, members_dim: int | None = None) -> tuple:
-        """A forward's ``result`` with its output (and mask) packed as the input
-        ``packed`` was; as it is when the input was no ``PackedSequence``. A pack's
-        outputs lead with the members' dim ``members_dim`` (0), which moves after the
-        packed one."""
+                     members_dim: int | None = None) -> tuple:
+        """A forward's ``result`` with its output (and mask, alone or in the stats) packed
+        as the input ``packed`` was; as it is when the input was no ``PackedSequence``. A
+        pack's outputs lead with the members' dim ``members_dim`` (0), which moves after
+        the packed one."""
         if packed is None:
             return result
 
@@ -892,13 +817,30 @@ class RIMStack(nn.Module):
             return pack_like(t, packed, lengths, self.batch_first)
 
         out, states, *rest = result
-        if return_mask:
+        if rest and isinstance(rest[0], SelectionStats):
+            rest[0] = rest[0]._replace(mask=repack(rest[0].mask))
+        elif rest:
             rest[0] = repack(rest[0])
         return (repack(out), states, *rest)
 
+    def _finish(self, output: Tensor, h_n: list[Tensor], mask: Tensor | None,
+                counts: tuple | None, return_mask: bool, return_stats: bool) -> tuple:
+        """``(output, hx')`` and the mask or the stats as asked for, from the last
+        layer's ``output``, the final state's parts ``h_n`` (tiredness last), the ``mask``
+        and the summed ``(usage, shares)``, all laid out as the forward returns them;
+        the deprecated ``aux_loss`` stored."""
+        result = (output, state_tuple(h_n))
+        if counts is not None:
+            stats = SelectionStats(mask, *counts)
+            if self.cells[0].legacy_balance:
+                self.aux_loss = stats.load_balance_loss()
+            if return_stats:
+                return result + (stats,)
+        return result + ((mask,) if return_mask else ())
+
     def _run_layers(self, x: Tensor, states: list[Tensor], return_mask: bool,
                     valid: Tensor | None = None, tiredness: Tensor | None = None,
-                    lengths: Tensor | None = None):
+                    lengths: Tensor | None = None, stats: bool = False):
         r"""Every layer and direction over ``x``.
 
         Args:
@@ -910,16 +852,19 @@ class RIMStack(nn.Module):
             lengths: :math:`(B,)` each sequence's length (``valid`` is then its steps):
                 padding holds the state, and the backward direction reads each sequence
                 from its own last step.
+            stats: also the unit-usage statistics (and the mask).
 
         Returns: output :math:`(M, T, B, dirs \cdot K_t H)` (zeros at the padding with
         ``lengths``, as ``pad_packed_sequence`` gives it), ``[h_n(, c_n)]`` like
         ``states``, the mask :math:`(M, T, B, L \cdot dirs, K_t)` (``None`` unless
-        ``return_mask``) and the final tiredness like ``tiredness`` (``None`` without
-        ``fatigue``).
+        ``return_mask`` or ``stats``), the final tiredness like ``tiredness`` (``None``
+        without ``fatigue``) and with ``stats`` the summed ``(usage, shares)``, each
+        :math:`(M, L \cdot dirs, B, K_t)` (else ``None``).
         """
         members, units, hidden = self.num_members, self.num_units, self.hidden_size
         _, steps, batch, _ = x.shape
-        finals, masks, tired = [], [], []
+        finals, masks, tired, counts = [], [], [], []
+        return_mask = return_mask or stats
         reverse = hold = None
         if lengths is not None:
             # The steps with padding, the same read either way (padding stays last): one
@@ -942,10 +887,13 @@ class RIMStack(nn.Module):
                     seq = x.flip(1)
                     steps_valid = None if valid is None else valid.flip(0)
                 start = None if tiredness is None else tiredness[:, index].transpose(1, 2)
-                outs, final, step_masks, end = self.cells[index].scan(
-                    seq, state, return_mask, steps_valid, start, hold)
+                outs, final, step_masks, end, summed = self.cells[index].scan(
+                    seq, state, return_mask, steps_valid, start, hold, stats)
                 if end is not None:
                     tired.append(end.transpose(1, 2))                          # (M, B, K)
+                if summed is not None:
+                    counts.append([t.view(members, units, batch).transpose(1, 2)
+                                   for t in summed])                           # (M, B, K)
                 out = torch.stack(outs).view(steps, members, units, batch, hidden)
                 if direction and reverse is not None:
                     out = reverse_each(out, reverse, 0, 3)
@@ -966,10 +914,9 @@ class RIMStack(nn.Module):
         if lengths is not None:
             x = x * valid.unsqueeze(-1)
         h_n = [torch.stack([f[i] for f in finals], 1) for i in range(len(states))]
-        if self.cells[0].balance_loss:  # the mean over layers and directions, (M,)
-            self.aux_loss = torch.stack([cell.aux_loss for cell in self.cells]).mean(0)
         return (x, h_n, (torch.stack(masks, dim=3) if return_mask else None),
-                torch.stack(tired, 1) if tired else None)
+                torch.stack(tired, 1) if tired else None,
+                tuple(torch.stack(c, 1) for c in zip(*counts)) if stats else None)
 
 
 class RIM(RIMStack):
@@ -991,8 +938,13 @@ class RIM(RIMStack):
         batch_first: input and output are :math:`(B, T, \cdot)` instead of
             :math:`(T, B, \cdot)`. States are not affected, as in ``nn.LSTM``.
         dropout: dropout on each layer's output except the last, as in ``nn.LSTM``.
-        **cell_kwargs: attention sizes, dropouts and ``balance_loss`` (then :attr:`aux_loss`
-            holds the last forward's load-balancing loss), passed to every :class:`RIMCell`.
+        input_key_size, input_query_size, input_value_size, num_input_heads,
+            input_dropout, comm_key_size, comm_query_size, comm_value_size,
+            num_comm_heads, comm_dropout, rank_by, query_bias: every layer's
+            :class:`RIMCell` arguments (the attention sizes and dropouts, the ranking
+            rule, the query maps' bias).
+        selection: the selection experiments of every layer
+            (:class:`~rim_rllib.selection.Selection`), ``None`` for none.
 
     Inputs: input, hx
         - input: :math:`(T, B, D)`, :math:`(B, T, D)` with ``batch_first``,
@@ -1002,35 +954,46 @@ class RIM(RIMStack):
           activates a unit, enters the usage statistics or moves the state.
         - hx: ``(h_0, c_0)`` for ``"lstm"``, ``h_0`` for ``"gru"``; each
           :math:`(L \cdot dirs, B, K_t \cdot H)` (no batch dim when unbatched), with unit
-          ``j``'s state at features ``j*H:(j+1)*H``. Zeros when omitted.
+          ``j``'s state at features ``j*H:(j+1)*H``. With ``selection.fatigue`` the
+          units' tiredness :math:`(L \cdot dirs, B, K_t)` is a last entry
+          (``(h_0, c_0, tiredness_0)``, ``(h_0, tiredness_0)``). Zeros when omitted.
         - valid (keyword, optional): :math:`(T, B)` (:math:`(B, T)` with ``batch_first``,
           :math:`(T)` unbatched), 1 for a real step and 0 for padding: the unit-usage
-          statistics (``balance_loss``, ``usage_floor``) count real steps only. The
+          statistics (``return_stats``, the usage floor) count real steps only. The
           outputs are computed for every step either way.
-        - tiredness (keyword, ``fatigue`` only): :math:`(L \cdot dirs, B, K_t)`
-          (no batch dim when unbatched), the units' tiredness before the first step;
-          zeros when omitted. Pass the last call's to run a sequence in pieces.
         - lengths (keyword, optional): :math:`(B,)` ints, each sequence's length in a
           padded batch: the same as packing it (final states after each sequence's own
           last step, the backward direction from it, padding inactive), with the
           output and mask zero at the padding. Not with ``valid``.
 
-    Outputs: ``output, h_n (or (h_n, c_n)) [, mask] [, tiredness]``
+    Outputs: ``output, h_n (or (h_n, c_n))``, and the mask or the stats when asked for
         - output: :math:`(T, B, dirs \cdot K_t \cdot H)` (batch first with ``batch_first``),
           the last layer's states at every step; a ``PackedSequence`` packed as the input
           was when it was one (and so is the mask).
-        - h_n, c_n: like ``hx``, the final states of every layer and direction.
+        - h_n, c_n: like ``hx``, the final states of every layer and direction (and the
+          tiredness after the last step, with ``fatigue``).
         - mask (only with ``return_mask=True``): bool :math:`(T, B, L \cdot dirs, K_t)`
           (batch first with ``batch_first``), which units were active at each step, layers
           and directions ordered like ``h_n``.
-        - tiredness (only when given): like the input ``tiredness``, after the last step.
+        - stats (only with ``return_stats=True``, not with ``return_mask``): a
+          :class:`~rim_rllib.selection.SelectionStats` (the mask, each unit's usage and
+          selection shares); ``stats.load_balance_loss()`` is the load-balancing loss a
+          training loop may add.
     """
 
     def __init__(self, input_size: int, hidden_size: int, num_units: int, k: int,
                  cell: str = "lstm", num_layers: int = 1, bidirectional: bool = False,
-                 batch_first: bool = False, dropout: float = 0.0, device=None, dtype=None,
-                 **cell_kwargs):
+                 batch_first: bool = False, dropout: float = 0.0,
+                 input_key_size: int = 64, input_value_size: int = 400,
+                 input_query_size: int = 64, num_input_heads: int = 1,
+                 input_dropout: float = 0.1, comm_key_size: int = 32,
+                 comm_value_size: int = 100, comm_query_size: int = 32,
+                 num_comm_heads: int = 4, comm_dropout: float = 0.1,
+                 rank_by: str = "null_attention", query_bias: bool = True,
+                 selection: Selection | None = None, device=None, dtype=None,
+                 **deprecated):
         super().__init__()
+        selection, legacy_balance = selection_of("RIM", selection, deprecated)
         check_positive_int("num_layers", num_layers)
         _check_dropout("dropout", dropout)
         self.input_size = input_size
@@ -1045,10 +1008,19 @@ class RIM(RIMStack):
         self.num_directions = 2 if bidirectional else 1
         self.num_members = 1
         layer_out = self.num_directions * num_units * hidden_size
+        cell_args = dict(
+            cell=cell, input_key_size=input_key_size, input_value_size=input_value_size,
+            input_query_size=input_query_size, num_input_heads=num_input_heads,
+            input_dropout=input_dropout, comm_key_size=comm_key_size,
+            comm_value_size=comm_value_size, comm_query_size=comm_query_size,
+            num_comm_heads=num_comm_heads, comm_dropout=comm_dropout, rank_by=rank_by,
+            query_bias=query_bias, selection=selection, device=device, dtype=dtype)
         self.cells = nn.ModuleList(
             RIMCell(input_size if layer == 0 else layer_out, hidden_size, num_units, k,
-                    cell=cell, device=device, dtype=dtype, **cell_kwargs)
+                    **cell_args)
             for layer in range(num_layers) for _ in range(self.num_directions))
+        for rim_cell in self.cells:
+            rim_cell.legacy_balance = legacy_balance
 
     def extra_repr(self) -> str:
         return (f"{self.input_size}, {self.hidden_size}, num_units={self.num_units}, "
@@ -1056,8 +1028,12 @@ class RIM(RIMStack):
                 f"bidirectional={self.bidirectional}, batch_first={self.batch_first}")
 
     def forward(self, input: Tensor | PackedSequence, hx=None, return_mask: bool = False,
-                valid: Tensor | None = None, tiredness: Tensor | None = None,
-                lengths: Tensor | None = None):
+                valid: Tensor | None = None, lengths: Tensor | None = None,
+                return_stats: bool = False, tiredness=None):
+        if tiredness is not None:
+            raise TypeError("RIM.forward's tiredness= is gone: the tiredness travels in hx, "
+                            "as its last entry ((h_0, c_0, tiredness_0) for cell='lstm')")
+        check_requests(return_mask, return_stats)
         input, lengths, packed = unpack_sequence(input, lengths, valid, self.batch_first)
         check_float_tensor("input", input)
         if input.dim() not in (2, 3) or input.shape[-1] != self.input_size:
@@ -1074,42 +1050,36 @@ class RIM(RIMStack):
         if steps == 0:
             raise ValueError("input must have at least one time step, got seq_len=0")
         states = self._initial_states(hx, x, batched)
+        tiredness = states.pop().unsqueeze(0) if self.selection.carries_tiredness else None
         valid = self._check_valid(valid, steps, batch if batched else None, x)
         lengths, valid = self._check_lengths(lengths, valid, steps, batch if batched else None,
                                              x)
-        carried = tiredness is not None
-        if carried:
-            layers = self.num_layers * self.num_directions
-            expected = (layers, batch, self.num_units) if batched else (layers, self.num_units)
-            self.cells[0]._check_tiredness(tiredness, expected, x)
-            tiredness = (tiredness if batched else tiredness.unsqueeze(1)).unsqueeze(0)
-
-        out, h_n, mask, tired = self._run_layers(x.unsqueeze(0),
-                                                 [s.unsqueeze(0) for s in states],
-                                                 return_mask, valid, tiredness, lengths)
-        x, h_n = out[0], [s[0] for s in h_n]
-        if self.aux_loss is not None:
-            self.aux_loss = self.aux_loss[0]
+        stats = return_stats or self.cells[0].legacy_balance
+        out, h_n, mask, tired, counts = self._run_layers(
+            x.unsqueeze(0), [s.unsqueeze(0) for s in states], return_mask, valid, tiredness,
+            lengths, stats)
+        x, h_n = out[0], [s[0] for s in h_n] + ([tired[0]] if tired is not None else [])
+        if counts is not None:
+            counts = tuple(t[0] for t in counts)  # (L*dirs, B, K), B = 1 unbatched
         if not batched:
             h_n = [s.squeeze(1) for s in h_n]
             x = x.squeeze(1)
         elif self.batch_first:
             x = x.transpose(0, 1)
-        result = (x, tuple(h_n) if self.cell == "lstm" else h_n[0])
-        if return_mask:
+        if mask is not None:
             mask = mask[0]                                                  # (T, B, L*dirs, K)
             if not batched:
                 mask = mask.squeeze(1)
             elif self.batch_first:
                 mask = mask.transpose(0, 1)
-            result += (mask,)
-        if carried:
-            result += (tired[0] if batched else tired[0, :, 0],)
-        return self._packed_like(result, packed, lengths, return_mask)
+        result = self._finish(x, h_n, mask, counts, return_mask, return_stats)
+        return self._packed_like(result, packed, lengths)
 
     def _initial_states(self, hx, x: Tensor, batched: bool) -> list[Tensor]:
         layers = self.num_layers * self.num_directions
         width = self.num_units * self.hidden_size
+        units = (layers, x.shape[1], self.num_units) if batched else (layers, self.num_units)
         expected = (layers, x.shape[1], width) if batched else (layers, width)
-        states = checked_states(hx, self.cell, expected, x)
+        states = checked_states(hx, self.cell, expected, x,
+                                tired=units if self.selection.carries_tiredness else None)
         return states if batched else [s.unsqueeze(1) for s in states]

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence, pad_sequence
 
-from rim_rllib import RIM, pack
+from rim_rllib import RIM, Selection, pack
 
 LENGTHS = [4, 7, 2, 7, 5]  # unsorted, with a tie and a short one
 COMBINATIONS = list(itertools.product(["lstm", "gru"], [1, 2], [False, True]))
@@ -100,15 +100,13 @@ def test_gradients_through_a_packed_batch_are_the_sequences_gradients_summed(cel
 
 def test_padded_input_with_lengths_is_the_packed_batch_padded():
     torch.manual_seed(0)
-    rim = RIM(3, 8, 5, 2, bidirectional=True, fatigue=1.0).eval()
+    rim = RIM(3, 8, 5, 2, bidirectional=True, selection=Selection(fatigue=1.0)).eval()
     seqs = sequences()
     padded = pad_sequence(seqs)
-    tired0 = torch.zeros(2, len(seqs), 5)
-    out, (h_n, c_n), mask, tired = rim(padded, return_mask=True, tiredness=tired0,
+    out, (h_n, c_n, tired), mask = rim(padded, return_mask=True,
                                        lengths=torch.tensor(LENGTHS))
-    packed_out, (packed_h, packed_c), packed_mask, packed_tired = rim(
-        pack_padded_sequence(padded, LENGTHS, enforce_sorted=False), return_mask=True,
-        tiredness=tired0)
+    packed_out, (packed_h, packed_c, packed_tired), packed_mask = rim(
+        pack_padded_sequence(padded, LENGTHS, enforce_sorted=False), return_mask=True)
     expected_out, _ = pad_packed_sequence(packed_out)
     torch.testing.assert_close(out, expected_out)  # zeros at the padding
     torch.testing.assert_close(h_n, packed_h)
@@ -116,7 +114,7 @@ def test_padded_input_with_lengths_is_the_packed_batch_padded():
     torch.testing.assert_close(tired, packed_tired)
     assert torch.equal(mask, pad_packed_sequence(packed_mask)[0])
     for b, seq in enumerate(seqs):  # the tiredness after each sequence's own last step
-        *_, alone = rim(seq.unsqueeze(1), tiredness=tired0[:, b:b + 1])
+        alone = rim(seq.unsqueeze(1))[1][2]
         torch.testing.assert_close(tired[:, b], alone[:, 0], atol=1e-6, rtol=0)
 
 
@@ -125,7 +123,7 @@ def test_padding_enters_no_usage_statistic():
     load-balancing loss, not the usage floor's bias, not the outputs."""
     torch.manual_seed(0)
     # training mode (the usage floor moves only then), no dropout (its draws depend on T)
-    rim = RIM(3, 8, 5, 2, balance_loss=True, usage_floor=0.1, input_dropout=0.0,
+    rim = RIM(3, 8, 5, 2, selection=Selection(usage_floor=0.1), input_dropout=0.0,
               comm_dropout=0.0)
     seqs = sequences()
     results = []
@@ -133,10 +131,10 @@ def test_padding_enters_no_usage_statistic():
         padded = pad_sequence(seqs, padding_value=pad_value)
         padded = torch.cat([padded, torch.full((extra, *padded.shape[1:]), pad_value)])
         bias = rim.cells[0].selection_bias.clone()
-        out, _ = rim.train()(padded, lengths=torch.tensor(LENGTHS))
+        out, _, stats = rim.train()(padded, lengths=torch.tensor(LENGTHS), return_stats=True)
         moved = rim.cells[0].selection_bias - bias
         rim.cells[0].selection_bias.copy_(bias)
-        results.append((out[:max(LENGTHS)], rim.aux_loss.detach(), moved))
+        results.append((out[:max(LENGTHS)], stats.load_balance_loss().detach(), moved))
     (out_a, aux_a, moved_a), (out_b, aux_b, moved_b) = results
     torch.testing.assert_close(out_a, out_b)
     torch.testing.assert_close(aux_a, aux_b)

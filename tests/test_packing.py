@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from rim_rllib import RIM, PackedRIM, compile_steps, pack
+from rim_rllib import RIM, PackedRIM, Selection, compile_steps, pack
 from rim_rllib.init import chrono_init_
 from rim_rllib.actor_critic import MiniGridActorCritic
 from rim_rllib.models import SequenceClassifier
@@ -273,7 +273,8 @@ def test_compiled_steps_compute_what_eager_steps_compute(cell):
     """compile_steps changes the speed, not the numbers: outputs, masks, final states and
     gradients of a pack with per-member Ka and dropout on, in training."""
     torch.manual_seed(0)
-    models = [RIM(3, 8, 5, k, cell=cell, score_noise=0.3, **SMALL) for k in (1, 3, 5)]
+    models = [RIM(3, 8, 5, k, cell=cell, selection=Selection(score_noise=0.3), **SMALL)
+              for k in (1, 3, 5)]
     eager = pack(models)
     compiled = compile_steps(copy.deepcopy(eager))
     x = torch.randn(3, 7, 6, 3)

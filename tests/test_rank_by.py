@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rim_rllib import RIM, RIMCell, compile_steps, pack
+from rim_rllib import RIM, RIMCell, Selection, compile_steps, pack
 from rim_rllib.actor_critic import MiniGridActorCritic
 from rim_rllib.models import SequenceClassifier
 from rim_rllib.tune.minigrid import resolve_config as resolve_minigrid
@@ -99,7 +99,8 @@ def test_pack_members_equal_standalone_models_under_every_selection_term(rule, k
     too (the usage floor's bias then moves alike); the random ones (score noise, score
     dropout: a pack draws for all members at once) in eval, after a training forward."""
     torch.manual_seed(3)
-    models = [big_key_bias_rim(RIM(3, 8, 5, k, rank_by=rule, **SIZES, **knob))
+    models = [big_key_bias_rim(RIM(3, 8, 5, k, rank_by=rule, selection=Selection(**knob),
+                                   **SIZES))
               for k in (1, 3)]
     packed = pack(copy.deepcopy(models))
     x = torch.randn(7, 4, 3)
@@ -132,8 +133,8 @@ def test_models_with_different_rules_do_not_pack():
 @pytest.mark.parametrize("rule", ["null_attention", "score"])
 def test_the_compiled_step_ranks_as_the_eager_one(rule):
     torch.manual_seed(5)
-    eager = big_key_bias_rim(RIM(3, 8, 5, 2, num_input_heads=2, rank_by=rule, fatigue=0.5,
-                                 **SIZES)).eval()
+    eager = big_key_bias_rim(RIM(3, 8, 5, 2, num_input_heads=2, rank_by=rule,
+                                 selection=Selection(fatigue=0.5), **SIZES)).eval()
     compiled = compile_steps(copy.deepcopy(eager))
     x = torch.randn(6, 4, 3)
     out_e, _, mask_e = eager(x, return_mask=True)

@@ -74,9 +74,9 @@ def test_padding_does_not_count_in_the_usage_statistics(stack):
                               **config)
         state = [s.expand(2, -1) for s in m.get_initial_state()]
         m.forward_rnn(obs.flatten(2), state, torch.tensor([4, 4]))
-        padded = m.net.aux_loss()
+        padded = m.custom_loss([torch.tensor(0.0)], {})[0]
         m.forward_rnn(obs[:, :4].flatten(2), state, torch.tensor([4, 4]))
-        real = m.net.aux_loss()
+        real = m.custom_loss([torch.tensor(0.0)], {})[0]
     torch.testing.assert_close(padded, real)
 
 
@@ -334,9 +334,9 @@ def test_the_balance_loss_joins_ppo_on_both_stacks(stack, ray_session):
         algo.stop()
     assert weight * 1.0 <= metrics["train_balance_loss"] <= weight * 4
     net = MiniGridActorCritic(7, k=1, balance_loss=weight)
-    logits, _, _ = net(torch.zeros(2, 3, 7, 7, 3), net.initial_state(2))
-    net.aux_loss().backward()
+    *_, stats = net(torch.zeros(2, 3, 7, 7, 3), net.initial_state(2), return_stats=True)
+    net.aux_loss(stats).backward()
     assert net.memory.cells[0].query.weight.grad.abs().sum() > 0
-    assert MiniGridActorCritic(7).aux_loss() is None
+    assert MiniGridActorCritic(7).aux_loss(None) is None
     with pytest.raises(ValueError, match="balance_loss must be a weight >= 0 .*memory='lstm'"):
         MiniGridActorCritic(7, memory="lstm", balance_loss=0.1)

@@ -28,6 +28,7 @@ class RIMRecurrentModel(RecurrentNetwork, nn.Module):
         self.net = MiniGridActorCritic(num_outputs, image_shape=image_shape,
                                        **custom_model_config)
         self._values = None
+        self._aux = None  # the training forward's weighted load-balancing loss
         self._balance_loss = None
 
     def get_initial_state(self):
@@ -39,10 +40,13 @@ class RIMRecurrentModel(RecurrentNetwork, nn.Module):
         # RLlib pads each sequence to max_seq_len; only the first seq_lens steps are real.
         valid = (None if seq_lens is None else
                  torch.arange(steps, device=inputs.device) < seq_lens.to(inputs.device)[:, None])
-        logits, values, new_state = self.net(obs, dict(zip(self.net.state_keys, state)),
-                                             valid=valid)
-        self._values = values.reshape(-1)
-        return logits, [new_state[key] for key in self.net.state_keys]
+        embeddings, new_state, stats = self.net.embed(
+            obs, dict(zip(self.net.state_keys, state)), valid=valid,
+            return_stats=self.net.balance_loss > 0)
+        # RLlib's classic stack asks for the extra loss after the forward, in custom_loss.
+        self._aux = self.net.aux_loss(stats)
+        self._values = self.net.value(embeddings).reshape(-1)
+        return self.net.actor(embeddings), [new_state[key] for key in self.net.state_keys]
 
     def value_function(self):
         return self._values
@@ -50,11 +54,10 @@ class RIMRecurrentModel(RecurrentNetwork, nn.Module):
     def custom_loss(self, policy_loss, loss_inputs):
         """PPO's loss plus the RIM's weighted load-balancing loss of the training forward
         (``balance_loss`` in ``custom_model_config``; unchanged when off)."""
-        aux = self.net.aux_loss()
-        if aux is None:
+        if self._aux is None:
             return policy_loss
-        self._balance_loss = aux.detach()
-        return [loss + aux for loss in policy_loss]
+        self._balance_loss = self._aux.detach()
+        return [loss + self._aux for loss in policy_loss]
 
     def metrics(self):
         return {"balance_loss": self._balance_loss} if self._balance_loss is not None else {}

@@ -56,11 +56,12 @@ class RIMActorCriticModule(TorchRLModule, ValueFunctionAPI):
                 Columns.STATE_OUT: state_out}
 
     def _forward_train(self, batch, **kwargs):
-        embeddings, state_out, _ = self.net.embed(batch[Columns.OBS], batch[Columns.STATE_IN],
-                                                  valid=batch.get(Columns.LOSS_MASK))
+        embeddings, state_out, stats = self.net.embed(
+            batch[Columns.OBS], batch[Columns.STATE_IN], valid=batch.get(Columns.LOSS_MASK),
+            return_stats=self.net.balance_loss > 0)
         out = {Columns.ACTION_DIST_INPUTS: self.net.actor(embeddings),
                Columns.STATE_OUT: state_out, Columns.EMBEDDINGS: embeddings}
-        aux = self.net.aux_loss()
+        aux = self.net.aux_loss(stats)
         return out if aux is None else out | {AUX_LOSS: aux}
 
     def compute_values(self, batch, embeddings=None):

@@ -4,9 +4,12 @@ config (both may be lists; see :func:`rim_rllib.tune.config.pack_members`), each
 own initialisation, data order, per-member gradient clipping and Adam state (Adam is
 elementwise, so one optimiser over the pack updates each member exactly as its own would).
 
-``balance_loss=w`` (a weight; 0, the default, is off) adds ``w`` times each RIM's
-load-balancing loss (:func:`rim_rllib.rim.load_balance_loss`, a cure for unit collapse) to
-its training loss and reports its mean as ``train_balance_loss``. ``init="chrono"`` gives
+The RIM's selection settings are flat config keys (``fatigue``, ``score_noise``, ...; the
+fields of :class:`rim_rllib.Selection`). ``balance_loss=w`` (a weight; 0, the default, is
+off) adds ``w`` times each RIM's load-balancing loss
+(:func:`rim_rllib.selection.load_balance_loss`, from the selection statistics its forward
+returns; a cure for unit collapse) to its training loss and reports its mean as
+``train_balance_loss``. ``init="chrono"`` gives
 every LSTM (RIM units and the baseline) the chrono initialisation
 (:func:`rim_rllib.init.chrono_init_`) for the task's training length;
 ``k_anneal=f`` trains each RIM dense-to-sparse: its active units fall linearly from all
@@ -52,15 +55,15 @@ from rim_rllib.group import is_number
 from rim_rllib.init import chrono_init_
 from rim_rllib.packing import optimise_members_, pack
 from rim_rllib.rim import compile_steps, set_dense_fraction_
+from rim_rllib.selection import SELECTION_KEYS, with_selection
 from rim_rllib.tune.activations import count_activations, write_activations
 from rim_rllib.tune.config import (as_list, check_k_anneal, check_numbers, check_rank_by,
                                    config_error, flat_config, pack_members)
 
+#: The RIM's arguments a trial config may set: its own, then the selection settings'.
 RIM_KWARGS = ("input_key_size", "input_value_size", "input_query_size", "num_input_heads",
               "input_dropout", "comm_key_size", "comm_value_size", "comm_query_size",
-              "num_comm_heads", "comm_dropout", "rank_by", "score_noise", "score_noise_type",
-              "score_dropout", "cosine_scores", "query_bias", "usage_floor",
-              "usage_floor_step", "fatigue", "fatigue_decay")
+              "num_comm_heads", "comm_dropout", "rank_by", "query_bias", *SELECTION_KEYS)
 COMMON_DEFAULTS = dict(
     model="rim", cell="lstm", num_units=6, k=4, hidden_size=100, lr=1e-3, batch_size=64,
     eval_batch_size=500, seed=0, threads=1, grad_clip=1.0, init="default", compile=False,
@@ -74,9 +77,9 @@ LR_SCHEDULES = ("constant", "cosine")
 
 
 def rim_config(cfg: dict) -> dict:
-    """The RIM keyword arguments (attention sizes, dropouts, selection noise) of a
-    resolved trial config."""
-    return {key: cfg[key] for key in RIM_KWARGS if key in cfg}
+    """The RIM keyword arguments (attention sizes, dropouts, ``selection``) of a resolved
+    trial config."""
+    return with_selection({key: cfg[key] for key in RIM_KWARGS if key in cfg})
 
 
 def is_int(value, low: int) -> bool:
@@ -203,8 +206,6 @@ class SequenceTrainable(tune.Trainable):
 
         rim_kwargs = rim_config(cfg)
         self.balance_weight = cfg["balance_loss"] if cfg["model"] == "rim" else 0.0
-        if self.balance_weight:
-            rim_kwargs["balance_loss"] = True
         models = []
         for member in self.members:
             torch.manual_seed(member["seed"])  # each member's own initialisation
@@ -363,11 +364,13 @@ class SequenceTrainable(tune.Trainable):
         number of right predictions and load-balancing loss (zeros when off), :math:`(M,)`.
         It never waits for the device, so that
         :class:`~rim_rllib.cuda_graph.GraphedStep` can capture it."""
-        losses, right = self.member_losses(self.model(x), y)
         if self.balance_weight:
-            balance = self.model.memory.aux_loss
+            output, stats = self.model(x, return_stats=True)
+            losses, right = self.member_losses(output, y)
+            balance = stats.load_balance_loss()
             objective = losses + self.balance_weight * balance
         else:
+            losses, right = self.member_losses(self.model(x), y)
             balance, objective = torch.zeros_like(losses), losses
         optimise_members_(self.model, self.optimizer, objective, self.cfg["grad_clip"])
         return losses.detach(), right, balance.detach()

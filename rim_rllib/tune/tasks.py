@@ -4,7 +4,7 @@ reference one (``paper``)."""
 
 import inspect
 import math
-from dataclasses import replace
+from dataclasses import asdict, replace
 from functools import partial
 
 from ray import tune
@@ -13,6 +13,7 @@ from rim_rllib.mnist_data import check_mnist
 from rim_rllib.models import MNIST_SIZES
 from rim_rllib.rim import RIMCell
 from rim_rllib.rl.ppo import REFERENCE
+from rim_rllib.selection import Selection
 from rim_rllib.tune.copying import CopyingTrainable
 from rim_rllib.tune.minigrid import check_config as check_minigrid_config
 from rim_rllib.tune.minigrid import DEFAULTS as MINIGRID_DEFAULTS
@@ -307,7 +308,8 @@ def config_keys(task: str) -> dict:
         return dict(MINIGRID_DEFAULTS)
     cell = inspect.signature(RIMCell).parameters
     return (COMMON_DEFAULTS | SEQUENCE_TASKS[task][0].DEFAULTS
-            | {key: cell[key].default for key in RIM_KWARGS})
+            | {key: cell[key].default for key in RIM_KWARGS if key in cell}
+            | asdict(Selection()))
 
 
 def study_setting(spec: StudySpec, key: str) -> str | None:
