@@ -938,11 +938,14 @@ class RIM(RIMStack):
         batch_first: input and output are :math:`(B, T, \cdot)` instead of
             :math:`(T, B, \cdot)`. States are not affected, as in ``nn.LSTM``.
         dropout: dropout on each layer's output except the last, as in ``nn.LSTM``.
-        input_key_size, input_query_size, input_value_size, num_input_heads,
-            input_dropout, comm_key_size, comm_query_size, comm_value_size,
-            num_comm_heads, comm_dropout, rank_by, query_bias: every layer's
-            :class:`RIMCell` arguments (the attention sizes and dropouts, the ranking
-            rule, the query maps' bias).
+        input_key_size, input_query_size, input_value_size: every layer's, see
+            :class:`RIMCell`.
+        num_input_heads, input_dropout: every layer's, see :class:`RIMCell`.
+        comm_key_size, comm_query_size, comm_value_size: every layer's, see
+            :class:`RIMCell`.
+        num_comm_heads, comm_dropout: every layer's, see :class:`RIMCell`.
+        rank_by: how every layer chooses its active units, see :class:`RIMCell`.
+        query_bias: whether the per-unit query maps have a bias, see :class:`RIMCell`.
         selection: the selection experiments of every layer
             (:class:`~rim_rllib.selection.Selection`), ``None`` for none.
 
