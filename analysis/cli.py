@@ -4,7 +4,7 @@ holding it) and where to write."""
 import argparse
 from pathlib import Path
 
-from rim_rllib.cli import Distinct
+from rim_rllib.cli import Distinct, HelpFormatter
 from rim_rllib.tune.results import is_uri
 
 
@@ -15,7 +15,7 @@ def results_arguments(doc: str, outputs: str, argv=None,
     and the output directory (default: the local study directory, or ``./results/STUDY``
     for cloud results), then the metric and the extra row keys when asked for."""
     parser = argparse.ArgumentParser(description=doc,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("results", help="a results parquet or the study directory holding it")
     parser.add_argument("--out", default=None,
                         help=f"directory for {outputs} (default: next to the results)")

@@ -25,6 +25,7 @@ from pathlib import Path
 from analysis.plots import plot_improvement, plot_learning_curves, plot_transfer
 from analysis.tables import eval_order, study_tables, summarise
 from rim_rllib.atomic import atomic_write
+from rim_rllib.cli import HelpFormatter
 from rim_rllib.tune.results import read_results
 
 RESULTS_FILE = "results.parquet"
@@ -151,11 +152,11 @@ def refresh(pages: list[Path], storage: Path) -> int:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("study", type=Path, nargs="?", help="a finished study's directory")
     parser.add_argument("--out", type=Path,
                         help="the page's folder: index.md and its figures go there")
-    parser.add_argument("--title")
+    parser.add_argument("--title", help="the page's heading")
     parser.add_argument("--command", help="the command that ran the study")
     parser.add_argument("--commit", help="the commit it ran at")
     parser.add_argument("--hardware", default=None,

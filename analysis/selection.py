@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 
 from rim_rllib.atomic import atomic_write
+from rim_rllib.cli import HelpFormatter
 from rim_rllib.tune.config import flat_config
 from rim_rllib.tune.evaluate_mnist import load_trial, test_set
 
@@ -85,7 +86,7 @@ def member_rows(trial_dir: Path, sequences: int) -> list[dict]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("study", type=Path, help="a study directory (MNIST)")
     parser.add_argument("--sequences", type=int, default=200,
                         help="test images to run (default: 200)")

@@ -18,7 +18,7 @@ if not __package__:  # run as a file (python benchmarks/asha_vs_grid.py): import
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.report import write_report
-from rim_rllib.cli import Distinct
+from rim_rllib.cli import Distinct, HelpFormatter
 from rim_rllib.tune.results import read_results
 from rim_rllib.tune.study import run_study
 from rim_rllib.tune.tasks import grid_variants, task_spec
@@ -48,7 +48,7 @@ def run(name: str, args, asha: bool) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--kt", type=int, nargs="+", action=Distinct, default=[4])
     parser.add_argument("--cells", nargs="+", action=Distinct, default=["lstm", "gru"])
     parser.add_argument("--seeds", type=int, nargs="+", action=Distinct, default=[0])

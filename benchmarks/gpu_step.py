@@ -38,6 +38,7 @@ if not __package__:  # run as a file (python benchmarks/gpu_step.py): import fro
 
 from benchmarks.report import write_report
 from rim_rllib import compile_steps, pack
+from rim_rllib.cli import HelpFormatter
 from rim_rllib.cuda_graph import GraphedStep, capturable_adam
 from rim_rllib.models import MNIST_SIZES, SequenceClassifier
 from rim_rllib.packing import optimise_members_
@@ -144,7 +145,7 @@ def projection(rows: list[dict]) -> dict | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--members", type=int, nargs="+", default=[1, 7, 21])
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)

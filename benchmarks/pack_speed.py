@@ -28,6 +28,7 @@ if not __package__:  # run as a file (python benchmarks/pack_speed.py): import f
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.report import write_report
+from rim_rllib.cli import HelpFormatter
 from rim_rllib.models import MNIST_SIZES, SequenceClassifier
 from rim_rllib.packing import optimise_members_, pack
 from rim_rllib.rim import compile_steps
@@ -97,7 +98,7 @@ def bench(name: str, members: int, batch: int, device: str, repeats: int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--sizes", nargs="+", default=list(MNIST_SIZES),
                         choices=list(MNIST_SIZES), help="model sizes of these presets")
     parser.add_argument("--members", type=int, nargs="+", default=[1, 3, 7, 21])

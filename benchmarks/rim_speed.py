@@ -25,6 +25,7 @@ if not __package__:  # run as a file (python benchmarks/rim_speed.py): import fr
 
 from benchmarks.report import write_report
 from rim_rllib import RIM
+from rim_rllib.cli import HelpFormatter
 from rim_rllib.reference import ReferenceRIMCell
 
 CONFIGS = {
@@ -108,7 +109,7 @@ def bench(name: str, cfg: dict, device: str, warmup: int, repeats: int) -> list[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--devices", nargs="+", default=None,
                         help="default: cpu, plus cuda when available")

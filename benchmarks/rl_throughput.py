@@ -23,6 +23,7 @@ if not __package__:  # run as a file (python benchmarks/rl_throughput.py): impor
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.report import write_report
+from rim_rllib.cli import HelpFormatter
 from rim_rllib.rl.ppo import REFERENCE, ppo_config
 
 CNN = [[16, [2, 2], 1], [32, [2, 2], 1], [64, [2, 2], 1]]  # no max-pool in RLlib's CNN
@@ -62,7 +63,7 @@ def measure(config, iterations: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--env", default="MiniGrid-Empty-5x5-v0")
     parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--json", type=Path,

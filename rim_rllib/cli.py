@@ -9,9 +9,17 @@ from pathlib import Path
 from rim_rllib.atomic import atomic_write
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter,
-                    argparse.ArgumentDefaultsHelpFormatter):
-    """``--help`` with the module docstring as written and every option's default."""
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """``--help`` with the module docstring as written and every option's default: its
+    value, unless the help already says what it is (``default: the preset's``) or there
+    is none to show (``None``, an unset switch)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if ("default" in text or not action.option_strings
+                or action.default in (None, False, [], argparse.SUPPRESS)):
+            return text
+        return text + " (default: %(default)s)"
 
 
 def _at_least(convert, kind: str, low):

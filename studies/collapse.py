@@ -75,11 +75,11 @@ def cure_variants(task: str, ks, cures, fatigue: float = 1.0) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    parser = sweep_parser(__doc__)
-    parser.add_argument("--cures", nargs="+", choices=list(CURES), action=Distinct, default=None,
-                        help="default: every cure")
-    parser.add_argument("--fatigue", type=float_at_least(0.0), default=1.0,
-                        help="the fatigue cures' strength (RIM fatigue=; default 1)")
+    parser, what = sweep_parser(__doc__)
+    what.add_argument("--cures", nargs="+", choices=list(CURES), action=Distinct, default=None,
+                      help="the cures, one variant each (default: every cure)")
+    what.add_argument("--fatigue", type=float_at_least(0.0), default=1.0,
+                      help="the fatigue cures' strength (the Selection's fatigue)")
     args = parser.parse_args(argv)
     args.cures = args.cures or list(CURES)
     by = sorted({key for cure in args.cures for key in CURES[cure]})

@@ -27,8 +27,8 @@ from studies.study_cli import MATCHED_LSTM_HELP, run_and_tabulate, sweep_parser
 
 
 def main(argv=None) -> int:
-    parser = sweep_parser(__doc__)
-    parser.add_argument("--matched-lstm", action="store_true", help=MATCHED_LSTM_HELP)
+    parser, what = sweep_parser(__doc__)
+    what.add_argument("--matched-lstm", action="store_true", help=MATCHED_LSTM_HELP)
     args = parser.parse_args(argv)
     path, table = run_and_tabulate(parser, args, lambda: study_spec(
         args.task, args.preset, ks=args.ka, seeds=args.seeds, name=args.name,

@@ -14,7 +14,7 @@ from pathlib import Path
 if not __package__:  # run as a file (python studies/minigrid_transfer.py): import from the checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rim_rllib.cli import Distinct
+from rim_rllib.cli import Distinct, HelpFormatter
 from rim_rllib.tune.study import add_study_arguments
 from rim_rllib.tune.tasks import MINIGRID_TASKS, PRESETS, study_spec
 from studies.study_cli import run_and_tabulate
@@ -23,12 +23,13 @@ REFERENCE_KA = (3, 2)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks", nargs="+", choices=list(MINIGRID_TASKS), action=Distinct,
-                        default=list(MINIGRID_TASKS))
-    parser.add_argument("--preset", choices=PRESETS, default="cpu")
-    add_study_arguments(parser, sequence_tasks=False)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    what = parser.add_argument_group("what it trains")
+    what.add_argument("--tasks", nargs="+", choices=list(MINIGRID_TASKS), action=Distinct,
+                      default=list(MINIGRID_TASKS), help="the MiniGrid tasks, one study each")
+    what.add_argument("--preset", choices=PRESETS, default="cpu",
+                      help="budgets: frames and evaluation episodes")
+    add_study_arguments(parser, sequence_tasks=False, what=what)
     args = parser.parse_args(argv)
     if args.name and len(args.tasks) > 1:
         parser.exit(2, f"{parser.prog}: error: --name {args.name} names one study, and "

@@ -8,7 +8,7 @@ from tabulate import tabulate
 
 from analysis.tables import study_tables, summarise, write_table
 from rim_rllib.tune.results import read_results
-from rim_rllib.cli import Distinct, int_at_least
+from rim_rllib.cli import Distinct, HelpFormatter, int_at_least
 from rim_rllib.tune.study import (StudySpec, add_study_arguments, execute_study,
                                   exit_on_input_error, local_output_dir)
 from rim_rllib.tune.tasks import (PRESETS, TASKS, config_keys, estimate_seconds,
@@ -19,20 +19,22 @@ MATCHED_LSTM_HELP = ("also train an LSTM baseline as wide as each Ka's active un
                      "units over a plain LSTM of the width it updates per step")
 
 
-def sweep_parser(doc: str) -> argparse.ArgumentParser:
+def sweep_parser(doc: str) -> tuple[argparse.ArgumentParser, argparse._ArgumentGroup]:
     """The arguments of a Ka sweep script: task, preset, Ka values, MNIST data, and every
-    study argument."""
-    parser = argparse.ArgumentParser(description=doc,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--task", choices=TASKS, default="mnist")
-    parser.add_argument("--preset", choices=PRESETS, default="cpu")
-    parser.add_argument("--ka", type=int_at_least(1), nargs="+", action=Distinct, default=None,
-                        help="the Ka values (default: 1..Kt)")
-    parser.add_argument("--data-dir", default=None,
-                        help="MNIST IDX files (default: $RIM_DATA_DIR, then the user cache, "
-                             "then download)")
-    add_study_arguments(parser)
-    return parser
+    study argument; and the "what it trains" group, for the script's own."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=HelpFormatter)
+    what = parser.add_argument_group("what it trains")
+    what.add_argument("--task", choices=TASKS, default="mnist", help="the task")
+    what.add_argument("--preset", choices=PRESETS, default="cpu",
+                      help="model sizes and budgets: 'cpu' for a laptop, 'paper' for the "
+                           "reference's")
+    what.add_argument("--ka", type=int_at_least(1), nargs="+", action=Distinct, default=None,
+                      help="the Ka values (default: 1..Kt)")
+    what.add_argument("--data-dir", default=None,
+                      help="MNIST IDX files (default: $RIM_DATA_DIR, then the user cache, "
+                           "then download)")
+    add_study_arguments(parser, what=what)
+    return parser, what
 
 
 def _describe(domain) -> str:

@@ -157,11 +157,14 @@ def study_name(text: str) -> str:
 
 
 def add_study_arguments(parser: argparse.ArgumentParser, sequence_tasks: bool = True,
-                        asha: bool = True) -> None:
-    """The arguments every study script shares, in two groups. ``sequence_tasks=False``
-    (a script of MiniGrid studies only) leaves out what only the sequence tasks take
-    (packing, epochs, searches); ``asha=False`` leaves out ``--asha`` (a script with its
-    own ASHA switch): no script takes a flag only to refuse or ignore it."""
+                        asha: bool = True, what=None) -> None:
+    """The arguments every study script shares, in two groups ("what it trains", into
+    the script's own group ``what`` when it has one, and "where and how it runs").
+    ``sequence_tasks=False`` (a script of MiniGrid studies only) leaves out what only the
+    sequence tasks take (packing, epochs, searches); ``asha=False`` leaves out ``--asha``
+    (a script with its own ASHA switch): no script takes a flag only to refuse or ignore
+    it."""
+    what = what or parser.add_argument_group("what it trains")
     where = parser.add_argument_group("where and how it runs")
     where.add_argument("--address", default=None,
                        help="Ray cluster address ('auto' for the cluster this runs on); "
@@ -193,7 +196,6 @@ def add_study_arguments(parser: argparse.ArgumentParser, sequence_tasks: bool = 
     where.add_argument("--show-config", action="store_true",
                        help="print every trial config key, its default and this study's "
                             "value (with --set), then exit")
-    what = parser.add_argument_group("what it trains")
     what.add_argument("--seeds", type=int_at_least(0), nargs="+", action=Distinct,
                       default=None, help="seeds (default: the preset's)")
     what.add_argument("--set", dest="overrides", type=config_override, nargs="+",
