@@ -31,19 +31,31 @@ from rim_rllib.tune.results import read_results
 RESULTS_FILE = "results.parquet"
 
 
-def study_times(study: Path) -> tuple[datetime, float]:
-    """When ``study`` started (the earliest of Tune's ``experiment_state-<time>.json``
-    names, UTC) and its wall seconds until its results file was last written (a resumed
-    study counts the pause)."""
+def study_times(study: Path) -> tuple[list[datetime], float]:
+    """When ``study`` was started and each time it was resumed (Tune writes an
+    ``experiment_state-<time>.json`` per start; UTC, in order) and its wall seconds from
+    the first start until its results file was last written (a resumed study counts the
+    pause)."""
     stamps = [re.search(r"experiment_state-(.+)\.json$", p.name).group(1)
               for p in study.glob("experiment_state-*.json")]
     if not stamps:
         raise FileNotFoundError(f"{study} holds no Tune experiment_state-*.json: not a "
                                 f"study directory")
-    start = min(datetime.strptime(s, "%Y-%m-%d_%H-%M-%S") for s in stamps)
-    start = start.astimezone(timezone.utc)
+    starts = sorted(datetime.strptime(s, "%Y-%m-%d_%H-%M-%S").astimezone(timezone.utc)
+                    for s in stamps)
     end = datetime.fromtimestamp((study / RESULTS_FILE).stat().st_mtime, timezone.utc)
-    return start, (end - start).total_seconds()
+    return starts, (end - starts[0]).total_seconds()
+
+
+def wall_time(starts: list[datetime], seconds: float) -> str:
+    """The page's wall-time row: minutes from the start to the results, and for a resumed
+    study when it was resumed (the time between sessions is in the minutes)."""
+    text = f"{seconds / 60:.0f} min"
+    if len(starts) > 1:
+        text += (f" from the start to the results, in {len(starts)} sessions (resumed at "
+                 + ", ".join(f"{s:%Y-%m-%d %H:%M}" for s in starts[1:])
+                 + " UTC; the pause between them counted)")
+    return text
 
 
 def machine() -> str:
@@ -60,7 +72,7 @@ def render(study: Path, title: str, command: str, commit: str, figures: Path,
            hardware: str | None = None) -> str:
     """The page's Markdown; draws the figures into ``figures``, the page's folder."""
     results = read_results(str(study / RESULTS_FILE))
-    start, seconds = study_times(study)
+    starts, seconds = study_times(study)
     summary = summarise(results)
     tables, numbers = study_tables(results, summary=summary)
     figures.mkdir(parents=True, exist_ok=True)
@@ -76,8 +88,8 @@ def render(study: Path, title: str, command: str, commit: str, figures: Path,
              "| | |", "|---|---|",
              f"| command | `{command}` |",
              f"| commit | `{commit}` |",
-             f"| started | {start:%Y-%m-%d %H:%M} UTC |",
-             f"| wall time | {seconds / 60:.0f} min |",
+             f"| started | {starts[0]:%Y-%m-%d %H:%M} UTC |",
+             f"| wall time | {wall_time(starts, seconds)} |",
              f"| machine | {hardware or machine()} |",
              f"| study | `{results['study'].iloc[0]}`, {results['trial_id'].nunique()} "
              f"trials, {results.groupby(['trial_id', 'member']).ngroups} models |", ""]

@@ -152,3 +152,7 @@ def test_a_results_page_states_the_run_and_shows_its_tables_and_figures(tmp_path
     (tmp_path / "hand-written" / "index.md").write_text("# Notes\n")
     assert report_main(["--refresh", str(tmp_path / "hand-written"), str(page),
                         "--storage", str(tmp_path)]) == 1  # the other page is still done
+    (study / "experiment_state-2026-12-01_12-30-00.json").write_text("{}")  # resumed
+    assert report_main(["--refresh", str(page), "--storage", str(tmp_path)]) == 0
+    assert ("from the start to the results, in 2 sessions (resumed at 2026-12-01 12:30 UTC; "
+            "the pause between them counted)") in (page / "index.md").read_text()
