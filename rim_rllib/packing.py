@@ -273,7 +273,7 @@ class PackedRIM(RIMStack):
         lengths, valid = self._check_lengths(lengths, valid, x.shape[1], x.shape[2], x)
         out, h_n, mask, tired, counts = self._run_layers(
             x, states, return_mask, valid, tiredness, lengths,
-            return_stats or self.cells[0].legacy_balance)
+            return_stats or self.legacy_balance)
         if self.batch_first:
             out = out.transpose(1, 2)
             mask = None if mask is None else mask.transpose(1, 2)

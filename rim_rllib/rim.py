@@ -693,15 +693,24 @@ class RIMCell(RIMScan):
         new = [s.transpose(0, 1) for s in final]
         if carried:
             new.append(tiredness[0].t())
-        result = state_tuple(new)
-        if stats:
-            usage, shares = (t[0].t() for t in counts)
-            selection_stats = SelectionStats(masks[0][0].t(), usage, shares)
-            if self.legacy_balance:
-                self.aux_loss = selection_stats.load_balance_loss()
-        if return_mask:
-            return result, masks[0][0].t()
-        return (result, selection_stats) if return_stats else result
+        mask = masks[0][0].t() if masks else None
+        counts = None if counts is None else tuple(t[0].t() for t in counts)
+        extra = asked_for(self, mask, counts, return_mask, return_stats)
+        return (state_tuple(new), *extra) if extra else state_tuple(new)
+
+
+def asked_for(module: nn.Module, mask: Tensor | None, counts: tuple | None,
+              return_mask: bool, return_stats: bool) -> tuple:
+    """What a forward returns after its state: ``(mask,)``, ``(stats,)`` or ``()``, from
+    the ``mask`` and the summed ``(usage, shares)`` laid out as it returns them; the
+    deprecated ``aux_loss`` stored on ``module``."""
+    if counts is not None:
+        stats = SelectionStats(mask, *counts)
+        if module.legacy_balance:
+            module.aux_loss = stats.load_balance_loss()
+        if return_stats:
+            return (stats,)
+    return (mask,) if return_mask else ()
 
 
 def check_requests(return_mask: bool, return_stats: bool) -> None:
@@ -759,6 +768,11 @@ class RIMStack(nn.Module):
     def selection(self) -> Selection:
         """The cells' :class:`~rim_rllib.selection.Selection`."""
         return self.cells[0].selection
+
+    @property
+    def legacy_balance(self) -> bool:
+        """Whether the cells were built with the deprecated ``balance_loss=True``."""
+        return self.cells[0].legacy_balance
 
     def _check_valid(self, valid, steps: int, batch: int | None, like: Tensor
                      ) -> Tensor | None:
@@ -829,14 +843,8 @@ class RIMStack(nn.Module):
         layer's ``output``, the final state's parts ``h_n`` (tiredness last), the ``mask``
         and the summed ``(usage, shares)``, all laid out as the forward returns them;
         the deprecated ``aux_loss`` stored."""
-        result = (output, state_tuple(h_n))
-        if counts is not None:
-            stats = SelectionStats(mask, *counts)
-            if self.cells[0].legacy_balance:
-                self.aux_loss = stats.load_balance_loss()
-            if return_stats:
-                return result + (stats,)
-        return result + ((mask,) if return_mask else ())
+        return (output, state_tuple(h_n),
+                *asked_for(self, mask, counts, return_mask, return_stats))
 
     def _run_layers(self, x: Tensor, states: list[Tensor], return_mask: bool,
                     valid: Tensor | None = None, tiredness: Tensor | None = None,
@@ -1057,7 +1065,7 @@ class RIM(RIMStack):
         valid = self._check_valid(valid, steps, batch if batched else None, x)
         lengths, valid = self._check_lengths(lengths, valid, steps, batch if batched else None,
                                              x)
-        stats = return_stats or self.cells[0].legacy_balance
+        stats = return_stats or self.legacy_balance
         out, h_n, mask, tired, counts = self._run_layers(
             x.unsqueeze(0), [s.unsqueeze(0) for s in states], return_mask, valid, tiredness,
             lengths, stats)
