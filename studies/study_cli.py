@@ -60,7 +60,8 @@ def plan(spec: StudySpec, preset: str) -> str:
             f"{key} {_describe(domain)}" for key, domain in spec.search_space.items())]
     seconds = estimate_seconds(spec, preset)
     lines.append("estimated wall time: " + (
-        f"~{seconds / 60:.0f} min on a 2-core CPU machine (the {preset} preset's measured "
+        (f"~{seconds / 60:.0f} min" if seconds >= 90 else "under 2 min")
+        + f" on a 2-core CPU machine (the {preset} preset's measured "
         "default study, scaled linearly in models, epochs and training samples)"
         if seconds is not None else f"none (no measured run of the {preset} preset of "
         f"this task to scale from)"))
