@@ -16,7 +16,7 @@ endif
 
 setup: $(VENV)/.installed
 
-# The library alone: what a first study needs, in half the time of the full set-up.
+# The library alone is all a first study needs; setup adds the test and docs tools to it.
 $(VENV)/.installed-core: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e .

@@ -59,12 +59,15 @@ def plan(spec: StudySpec, preset: str) -> str:
             + f" seed={spec.seeds}, over " + ", ".join(
             f"{key} {_describe(domain)}" for key, domain in spec.search_space.items())]
     seconds = estimate_seconds(spec, preset)
-    lines.append("estimated wall time: " + (
-        (f"~{seconds / 60:.0f} min" if seconds >= 90 else "under 2 min")
-        + f" on a 2-core CPU machine (the {preset} preset's measured "
-        "default study, scaled linearly in models, epochs and training samples)"
-        if seconds is not None else f"none (no measured run of the {preset} preset of "
-        f"this task to scale from)"))
+    if seconds is None:
+        estimate = f"none (no measured run of the {preset} preset of this task to scale from)"
+    else:
+        # Whole minutes would print "~0 min" for a first study, which Ray's start-up and the
+        # evaluation, not in the linear scaling, make a minute or two in practice.
+        rounded = f"~{seconds / 60:.0f} min" if seconds >= 90 else "under 2 min"
+        estimate = (f"{rounded} on a 2-core CPU machine (the {preset} preset's measured "
+                    "default study, scaled linearly in models, epochs and training samples)")
+    lines.append("estimated wall time: " + estimate)
     return "\n".join(lines)
 
 

@@ -48,6 +48,13 @@ def test_dry_run_prints_the_trials_and_exits_before_ray(no_ray, capsys):  # noqa
     assert "estimated wall time" in out
 
 
+def test_a_tiny_studys_estimate_is_not_rounded_to_zero(no_ray, capsys):  # noqa: F811
+    code, out = run(["sweep", "--seeds", "0", "--ka", "2", "--epochs", "1", "--set",
+                     "train_subset=200", "--dry-run"], capsys)
+    assert code == 0
+    assert "estimated wall time: under 2 min" in out and "~0 min" not in out
+
+
 def test_show_config_lists_every_key_with_this_studys_value(no_ray, capsys):  # noqa: F811
     code, out = run(["sweep", "--task", "copying", "--show-config", "--set", "lr=0.002"],
                     capsys)
